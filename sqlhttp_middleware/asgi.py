@@ -1,0 +1,123 @@
+"""Pure ASGI adapter: ``app.add_middleware(SQLHTTPMiddleware, targets={...})``.
+
+Every scope that is not an HTTP request to the endpoint (other paths, ``lifespan``, ``websocket``) goes to the
+wrapped app untouched. The body is read with a ``receive`` loop that stops at the size limit, and the blocking
+database work runs on a bounded thread pool of our own, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .core import Request, Response, SQLHTTPCore
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+__all__ = ["SQLHTTPMiddleware"]
+
+
+class SQLHTTPMiddleware:
+    """Serve the SQL endpoint in front of ``app`` (or alone, answering 404 elsewhere, when ``app`` is None)."""
+
+    def __init__(self, app: ASGIApp | None, **options: Any) -> None:
+        self.app = app
+        self.core = SQLHTTPCore(**options)
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_pid = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.core.matches(_route_path(scope)):
+            if self.app is not None:
+                await self.app(scope, receive, send)
+            else:
+                await self._alone(scope, receive, send)
+            return
+        headers = _headers(scope)
+        method = scope["method"].upper()
+        response = self.core.check_head(method, headers)
+        if response is None:
+            body = await _read_body(receive, self.core.options.max_body_bytes)
+            if body is None:
+                response = self.core.error_response(self.core.too_large())
+            else:
+                client = scope.get("client")
+                request = Request(method, _route_path(scope), headers, body, client[0] if client else None)
+                loop = asyncio.get_running_loop()
+                response = await loop.run_in_executor(self._pool(), self.core.handle, request)
+        await _send(response, send)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        # Created on first use, and again after a fork: a parent's threads do not exist in its children.
+        if self._executor is None or self._executor_pid != os.getpid():
+            self._executor = ThreadPoolExecutor(self.core.options.executor_threads, thread_name_prefix="sqlhttp")
+            self._executor_pid = os.getpid()
+        return self._executor
+
+    async def _alone(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    self.close()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        elif scope["type"] == "http":
+            await _send(self.core.not_found(), send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1000})
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+        self.core.close()
+
+
+def _route_path(scope: Scope) -> str:
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        return path[len(root_path):]
+    return path
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The body, or None as soon as it passes ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _send(response: Response, send: Send) -> None:
+    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
+    headers.append((b"content-length", str(len(response.body)).encode("latin-1")))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})

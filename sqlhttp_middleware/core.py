@@ -1,0 +1,167 @@
+"""The framework-free core: a neutral request in, a neutral response out.
+
+The WSGI and ASGI adapters only translate to and from :class:`Request` and :class:`Response`. The core decides
+whether a path is ours, checks the request head before any body is read (method, media type, declared length),
+parses and validates the body, runs the query and encodes the answer, or the one JSON error shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from . import errors
+from .encoding import dumps
+from .engines import EngineCache
+from .execute import Query, Runner
+from .options import Options
+
+__all__ = ["Request", "Response", "SQLHTTPCore"]
+
+logger = logging.getLogger("sqlhttp_middleware")
+
+_JSON_HEADERS = (("content-type", "application/json"), ("cache-control", "no-store"))
+_STRING_FIELDS = ("cacheId", "username", "password", "database", "provider", "sql")
+_SHAPES = ("rows", "full")
+_ROW_MODES = ("object", "array")
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: Mapping[str, str]  # names lower-cased
+    body: bytes
+    client: str | None = None
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]] = field(default_factory=lambda: list(_JSON_HEADERS))
+
+
+class SQLHTTPCore:
+    """Everything the middleware does, minus the web framework."""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = Options.from_kwargs(**options)
+        self.engines = EngineCache(self.options)
+        self.runner = Runner(self.engines, self.options.targets)
+
+    # -- routing and the request head -----------------------------------------------------------------------------
+
+    def matches(self, path: str) -> bool:
+        return path == self.options.path
+
+    def check_head(self, method: str, headers: Mapping[str, str]) -> Response | None:
+        """Refuse what can be refused before reading the body: wrong method, media type, or declared size."""
+        try:
+            if method != "POST":
+                raise errors.MethodNotAllowed(
+                    f"{method} is not allowed on {self.options.path}; send a POST with a JSON body",
+                    headers={"Allow": "POST"},
+                )
+            media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if media_type != "application/json":
+                raise errors.UnsupportedMediaType(
+                    "the body must be JSON, sent with Content-Type: application/json"
+                )
+            declared = headers.get("content-length")
+            if declared is not None:
+                if not declared.isdigit():
+                    raise errors.BadRequest("the Content-Length header is not a number")
+                if int(declared) > self.options.max_body_bytes:
+                    raise self.too_large()
+        except errors.SQLHTTPError as error:
+            return self.error_response(error)
+        return None
+
+    def too_large(self) -> errors.PayloadTooLarge:
+        return errors.PayloadTooLarge(
+            f"the request body is larger than the limit of {self.options.max_body_bytes} bytes"
+        )
+
+    # -- the request ----------------------------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        """Answer one request to the endpoint. Blocking; never raises."""
+        try:
+            refused = self.check_head(request.method, request.headers)
+            if refused is not None:
+                return refused
+            if len(request.body) > self.options.max_body_bytes:
+                raise self.too_large()
+            query = self.parse(request.body)
+            result = self.runner.run(query)
+            return Response(200, dumps(result.document(query)))
+        except errors.SQLHTTPError as error:
+            return self.error_response(error)
+        except Exception:
+            logger.exception("sqlhttp-middleware: unexpected error while answering a query")
+            return self.error_response(errors.InternalError("the server failed to answer this query"))
+
+    def parse(self, body: bytes) -> Query:
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise errors.InvalidJSON("the request body is not valid JSON") from None
+        if not isinstance(document, dict):
+            raise errors.BadRequest("the request body must be a JSON object")
+        for name in _STRING_FIELDS:
+            value = document.get(name)
+            if value is None:
+                raise errors.BadRequest(f"the field {name!r} is missing", field=name)
+            if not isinstance(value, str) or not value:
+                raise errors.BadRequest(f"the field {name!r} must be a non-empty string", field=name)
+        bindings = document.get("bindings")
+        if bindings is not None and not isinstance(bindings, (list, dict)):
+            raise errors.BadRequest("the field 'bindings' must be an array or an object", field="bindings")
+        shape = document.get("shape", "rows")
+        if shape not in _SHAPES:
+            raise errors.BadRequest("the field 'shape' must be \"rows\" or \"full\"", field="shape")
+        row_mode = document.get("rowMode", "object")
+        if row_mode not in _ROW_MODES:
+            raise errors.BadRequest("the field 'rowMode' must be \"object\" or \"array\"", field="rowMode")
+
+        target = self.options.targets.get(document["cacheId"])
+        if target is None:
+            raise errors.TargetNotFound(f"no target named {document['cacheId']!r} is configured")
+        provider = document["provider"]
+        if provider not in target.providers:
+            expected = " or ".join(sorted(target.providers))
+            raise errors.ProviderMismatch(
+                f"target {target.name!r} is {expected}, but the request says provider {provider!r}"
+            )
+        database = document["database"]
+        if target.fixed_database is not None and database != target.fixed_database:
+            raise errors.DatabaseNotAllowed(f"target {target.name!r} serves only the database {target.fixed_database!r}")
+        return Query(
+            target=target,
+            username=document["username"],
+            password=document["password"],
+            database=database,
+            sql=document["sql"],
+            bindings=bindings,
+            shape=shape,
+            row_mode=row_mode,
+        )
+
+    # -- answers --------------------------------------------------------------------------------------------------
+
+    def error_response(self, error: errors.SQLHTTPError) -> Response:
+        headers = list(_JSON_HEADERS)
+        headers.extend((name.lower(), value) for name, value in error.headers.items())
+        return Response(error.status, errors.error_body(error), headers)
+
+    def not_found(self) -> Response:
+        """For servers with no app behind the middleware (the standalone server)."""
+        return self.error_response(errors.NotFound(f"nothing here; the SQL endpoint is {self.options.path}"))
+
+    def close(self) -> None:
+        self.engines.close()

@@ -1,0 +1,166 @@
+"""The one error shape, and the exceptions that carry it.
+
+Every failure the endpoint answers is a subclass of :class:`SQLHTTPError`. Each class fixes an HTTP status and a
+stable machine ``code``; :func:`error_body` is the only place the JSON shape
+``{statusCode, code, error, message}`` is built. Messages are written for people and must never contain a password,
+a connection URL or a traceback.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import orjson
+
+__all__ = [
+    "AuthenticationFailed",
+    "BadRequest",
+    "BindingError",
+    "ConstraintViolation",
+    "DatabaseNotAllowed",
+    "DatabaseUnavailable",
+    "DatabaseError",
+    "InternalError",
+    "InvalidJSON",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "PoolTimeout",
+    "ProviderMismatch",
+    "SQLHTTPError",
+    "TargetNotFound",
+    "UnknownDatabase",
+    "UnsupportedMediaType",
+    "error_body",
+]
+
+
+class SQLHTTPError(Exception):
+    """Base of every error the endpoint answers with. Subclasses set ``status`` and ``code``."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "INTERNAL_ERROR"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "statusCode": self.status,
+            "code": self.code,
+            "error": HTTPStatus(self.status).phrase,
+            "message": self.message,
+        }
+        body.update(self.extra)
+        return body
+
+
+def error_body(error: SQLHTTPError) -> bytes:
+    """Serialise ``error`` in the one JSON error shape."""
+    return orjson.dumps(error.body())
+
+
+class BadRequest(SQLHTTPError):
+    """The request body is not a valid query request (a field is missing or has the wrong type)."""
+
+    status = 400
+    code = "INVALID_REQUEST"
+
+
+class InvalidJSON(BadRequest):
+    code = "INVALID_JSON"
+
+
+class BindingError(BadRequest):
+    """The bindings do not fit the SQL: too many, too few, an unknown name, or a value of the wrong kind."""
+
+    code = "BINDING_ERROR"
+
+
+class ProviderMismatch(BadRequest):
+    code = "PROVIDER_MISMATCH"
+
+
+class AuthenticationFailed(SQLHTTPError):
+    status = 401
+    code = "AUTHENTICATION_FAILED"
+
+
+class PermissionDenied(SQLHTTPError):
+    status = 403
+    code = "PERMISSION_DENIED"
+
+
+class DatabaseNotAllowed(PermissionDenied):
+    code = "DATABASE_NOT_ALLOWED"
+
+
+class NotFound(SQLHTTPError):
+    status = 404
+    code = "NOT_FOUND"
+
+
+class TargetNotFound(NotFound):
+    code = "TARGET_NOT_FOUND"
+
+
+class UnknownDatabase(NotFound):
+    code = "UNKNOWN_DATABASE"
+
+
+class MethodNotAllowed(SQLHTTPError):
+    status = 405
+    code = "METHOD_NOT_ALLOWED"
+
+
+class PayloadTooLarge(SQLHTTPError):
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class UnsupportedMediaType(SQLHTTPError):
+    status = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class DatabaseError(SQLHTTPError):
+    """The database refused the statement. ``extra['database']`` carries its own code and message."""
+
+    status = 400
+    code = "SQL_ERROR"
+
+
+class ConstraintViolation(DatabaseError):
+    status = 409
+    code = "CONSTRAINT_VIOLATION"
+
+
+class InternalError(SQLHTTPError):
+    status = 500
+    code = "INTERNAL_ERROR"
+
+
+class DatabaseUnavailable(SQLHTTPError):
+    status = 503
+    code = "DATABASE_UNAVAILABLE"
+
+
+class PoolTimeout(SQLHTTPError):
+    status = 503
+    code = "POOL_TIMEOUT"
+
+
+def all_error_classes() -> list[type[SQLHTTPError]]:
+    """Every concrete error class, for the docs test and the error-shape test."""
+    found: list[type[SQLHTTPError]] = []
+    pending: list[type[SQLHTTPError]] = list(SQLHTTPError.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return sorted(found, key=lambda c: (c.status, c.code))

@@ -1,0 +1,196 @@
+"""Configuration: the options table, targets, and their validation at start-up.
+
+Every option is keyword-only, validated and precomputed here, so that a wrong setting fails when the app starts,
+with a message that names it. :data:`OPTIONS` is the one table of names, defaults and help; ``docs/configuration.md``
+documents each of them and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+__all__ = ["OPTIONS", "ConfigurationError", "Option", "Options", "Target", "TargetSpec", "resolve_targets"]
+
+
+class ConfigurationError(ValueError):
+    """A setting is wrong. Raised at start-up, never while serving."""
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    default: Any
+    help: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("targets", None, "Mapping of target name (the request's cacheId) to a database URL or a Target."),
+    Option("path", "/sql", "Path of the endpoint, relative to the app's SCRIPT_NAME / root_path."),
+    Option("pool_size", 2, "Connections per engine (one engine per target and credential set)."),
+    Option("pool_timeout", 5.0, "Seconds a request waits for a free pooled connection before answering 503."),
+    Option("idle_timeout", 60.0, "Seconds after which an idle pooled connection is closed by the reaper."),
+    Option("engine_idle_timeout", 600.0, "Seconds after which an engine nobody used is disposed."),
+    Option("max_engines", 16, "Upper bound on cached engines; the least recently used idle one is evicted."),
+    Option("connect_timeout", 5.0, "Seconds to wait for the database when opening a new connection."),
+    Option("max_body_bytes", 1024 * 1024, "Largest request body accepted; larger ones answer 413."),
+    Option("executor_threads", 8, "ASGI only: threads that run blocking database work off the event loop."),
+)
+
+_PROVIDERS = {
+    "postgresql": frozenset({"postgres"}),
+    "mysql": frozenset({"mysql", "mariadb"}),
+    "sqlite": frozenset({"sqlite"}),
+    "mssql": frozenset({"mssql"}),
+}
+
+# URL scheme -> (dialect family, SQLAlchemy driver name used when the URL names none).
+_SCHEMES = {
+    "postgresql": ("postgresql", "postgresql+psycopg"),
+    "postgres": ("postgresql", "postgresql+psycopg"),
+    "mysql": ("mysql", "mysql+pymysql"),
+    "mariadb": ("mysql", "mariadb+pymysql"),
+    "sqlite": ("sqlite", "sqlite+pysqlite"),
+    "mssql": ("mssql", "mssql+pymssql"),
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A database location clients may name by ``cacheId``; never chosen by the client.
+
+    ``url`` gives the dialect, host and port (and the file, for SQLite), but no login: for network databases the
+    login comes from each request and is checked by the database. SQLite has no login of its own, so a SQLite target
+    declares the ``users`` (name to password) it accepts; the middleware checks them in constant time.
+    """
+
+    url: str
+    users: Mapping[str, str] = field(default_factory=dict)
+
+
+TargetSpec = str | Target
+
+
+@dataclass(frozen=True)
+class ResolvedTarget:
+    name: str
+    family: str
+    providers: frozenset[str]
+    url: URL = field(repr=False)
+    fixed_database: str | None
+    user_digests: Mapping[str, bytes] = field(repr=False)
+
+    def check_user(self, username: str, password: str) -> bool:
+        """Constant-time check of a SQLite target's declared login."""
+        expected = self.user_digests.get(username)
+        offered = _digest(password)
+        if expected is None:
+            hmac.compare_digest(offered, offered)  # same work whether or not the user exists
+            return False
+        return hmac.compare_digest(expected, offered)
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
+
+
+def resolve_targets(targets: Mapping[str, TargetSpec] | None) -> dict[str, ResolvedTarget]:
+    if not isinstance(targets, Mapping) or not targets:
+        raise ConfigurationError("targets: give at least one target, e.g. targets={'main': 'postgresql://host:5432'}")
+    return {name: _resolve(name, spec) for name, spec in targets.items()}
+
+
+def _resolve(name: object, spec: object) -> ResolvedTarget:
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"targets: target names must be non-empty strings, got {name!r}")
+    target = Target(spec) if isinstance(spec, str) else spec
+    if not isinstance(target, Target):
+        raise ConfigurationError(f"targets[{name!r}]: expected a URL string or a Target, got {type(spec).__name__}")
+    try:
+        url = make_url(target.url)
+    except ArgumentError:
+        raise ConfigurationError(f"targets[{name!r}]: not a database URL") from None
+    scheme, _, driver = url.drivername.partition("+")
+    if scheme not in _SCHEMES:
+        known = ", ".join(sorted(_SCHEMES))
+        raise ConfigurationError(f"targets[{name!r}]: unsupported database {scheme!r}; use one of {known}")
+    family, default_driver = _SCHEMES[scheme]
+    url = url.set(drivername=f"{scheme}+{driver}" if driver else default_driver)
+    if url.username is not None or url.password is not None:
+        raise ConfigurationError(
+            f"targets[{name!r}]: the URL must not carry a login; clients send their own credentials"
+        )
+    if family == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise ConfigurationError(f"targets[{name!r}]: a SQLite target needs a file path (sqlite:///path.db)")
+        if not target.users:
+            raise ConfigurationError(
+                f"targets[{name!r}]: a SQLite target has no login of its own; declare users={{'name': 'password'}}"
+            )
+        for user, password in target.users.items():
+            if not isinstance(user, str) or not user or not isinstance(password, str) or not password:
+                raise ConfigurationError(f"targets[{name!r}].users: names and passwords must be non-empty strings")
+    elif target.users:
+        raise ConfigurationError(f"targets[{name!r}]: users= is for SQLite; {family} checks its own logins")
+    elif not url.host:
+        raise ConfigurationError(f"targets[{name!r}]: the URL needs a host")
+    try:
+        url.get_dialect().import_dbapi()
+    except ImportError:
+        extra = {"postgresql": "postgres", "mysql": "mysql", "mssql": "mssql"}.get(family, family)
+        raise ConfigurationError(
+            f"targets[{name!r}]: the driver for {url.drivername} is not installed; "
+            f"pip install 'sqlhttp-middleware[{extra}]'"
+        ) from None
+    return ResolvedTarget(
+        name=name,
+        family=family,
+        providers=_PROVIDERS[family],
+        url=url,
+        fixed_database=url.database if family != "sqlite" else None,
+        user_digests={user: _digest(password) for user, password in target.users.items()},
+    )
+
+
+@dataclass(frozen=True)
+class Options:
+    """Validated settings shared by the WSGI and ASGI middleware."""
+
+    targets: dict[str, ResolvedTarget]
+    path: str
+    pool_size: int
+    pool_timeout: float
+    idle_timeout: float
+    engine_idle_timeout: float
+    max_engines: int
+    connect_timeout: float
+    max_body_bytes: int
+    executor_threads: int
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> Options:
+        known = {option.name: option.default for option in OPTIONS}
+        unknown = sorted(set(kwargs) - set(known))
+        if unknown:
+            raise ConfigurationError(f"unknown option(s): {', '.join(unknown)}")
+        values = {**known, **kwargs}
+        path = values["path"]
+        if not isinstance(path, str) or not path.startswith("/") or path.endswith("/") and path != "/":
+            raise ConfigurationError(f"path: must start with '/' and not end with one, got {path!r}")
+        for name in ("pool_size", "max_engines", "max_body_bytes", "executor_threads"):
+            value = values[name]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigurationError(f"{name}: must be a positive integer, got {value!r}")
+        for name in ("pool_timeout", "idle_timeout", "engine_idle_timeout", "connect_timeout"):
+            value = values[name]
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ConfigurationError(f"{name}: must be a positive number of seconds, got {value!r}")
+            values[name] = float(value)
+        values["targets"] = resolve_targets(values["targets"])
+        return cls(**values)

@@ -1,0 +1,90 @@
+"""WSGI adapter: translate a WSGI call to the core's neutral request and back.
+
+``app.wsgi_app = SQLHTTPMiddleware(app.wsgi_app, targets={...})``. Every path but the endpoint's goes to the wrapped
+app untouched. The endpoint path is matched against ``PATH_INFO``, so a mount under ``SCRIPT_NAME`` is respected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import IO, TYPE_CHECKING, Any
+
+from .core import Request, Response, SQLHTTPCore
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+else:
+    StartResponse = Callable[..., Any]
+    WSGIApplication = Callable[..., Iterable[bytes]]
+    WSGIEnvironment = dict[str, Any]
+
+__all__ = ["SQLHTTPMiddleware"]
+
+_CHUNK = 64 * 1024
+
+
+class SQLHTTPMiddleware:
+    """Serve the SQL endpoint in front of ``app`` (or alone, answering 404 elsewhere, when ``app`` is None)."""
+
+    def __init__(self, app: WSGIApplication | None, **options: Any) -> None:
+        self.app = app
+        self.core = SQLHTTPCore(**options)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if not self.core.matches(environ.get("PATH_INFO", "")):
+            if self.app is None:
+                return _send(self.core.not_found(), start_response)
+            return self.app(environ, start_response)
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        headers = _headers(environ)
+        refused = self.core.check_head(method, headers)
+        if refused is not None:
+            return _send(refused, start_response)
+        body = _read_body(environ, headers, self.core.options.max_body_bytes)
+        if body is None:
+            return _send(self.core.error_response(self.core.too_large()), start_response)
+        request = Request(method, environ.get("PATH_INFO", ""), headers, body, environ.get("REMOTE_ADDR"))
+        return _send(self.core.handle(request), start_response)
+
+    def close(self) -> None:
+        self.core.close()
+
+
+def _headers(environ: WSGIEnvironment) -> dict[str, str]:
+    headers = {
+        key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")
+    }
+    if environ.get("CONTENT_TYPE"):
+        headers["content-type"] = environ["CONTENT_TYPE"]
+    if environ.get("CONTENT_LENGTH"):
+        headers["content-length"] = environ["CONTENT_LENGTH"]
+    return headers
+
+
+def _read_body(environ: WSGIEnvironment, headers: dict[str, str], limit: int) -> bytes | None:
+    """The body, or None once it passes ``limit`` bytes (never reading more than ``limit + 1``)."""
+    stream: IO[bytes] = environ["wsgi.input"]
+    declared = headers.get("content-length")
+    if declared is not None:
+        return stream.read(int(declared)) if int(declared) else b""
+    if not environ.get("wsgi.input_terminated"):
+        return b""  # PEP 3333: without a length, reading to EOF is only safe on a terminated stream
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := stream.read(min(_CHUNK, limit + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return None
+    return b"".join(chunks)
+
+
+def _send(response: Response, start_response: StartResponse) -> Iterable[bytes]:
+    headers = [*response.headers, ("content-length", str(len(response.body)))]
+    start_response(f"{response.status} {HTTPStatus(response.status).phrase}", _title(headers))
+    return [response.body]
+
+
+def _title(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [("-".join(part.capitalize() for part in name.split("-")), value) for name, value in headers]
