@@ -35,7 +35,7 @@ test: install databases lint
 	$(VENV)/bin/pytest --cov=sqlhttp_middleware --cov-report=term-missing:skip-covered
 
 demo: $(INSTALLED)
-	$(PY) -m sqlhttp_middleware.demo
+	$(PY) examples/demo.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov demo.db

@@ -20,7 +20,9 @@ Values
   * A scalar (str, int, float, bool, None) is one placeholder; a list expands to ``?, ?, ?`` and an empty
     list to ``NULL``. Objects, nested lists and non-JSON types are rejected.
   * An identifier is a non-empty string (or a list of them, knex's columnize), split on ``.`` and quoted
-    part by part with ``quote_identifier``; ``name as alias`` quotes both sides.
+    part by part with ``quote_identifier``; ``name as alias`` quotes both sides. ``quote_identifier`` must
+    return plain SQL: the ``%`` doubling below is done here (SQLAlchemy's preparer for a format-style dialect
+    already doubles ``%``, so it has to be undone or the dialect built with ``paramstyle="qmark"``).
 
 Stricter than knex, on purpose: a count mismatch either way, an unknown ``:name`` and dict keys the SQL
 never uses (to catch typos) are all :class:`BindingError`. With the ``qmark`` style, any ``?`` outside

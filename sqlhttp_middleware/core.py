@@ -140,7 +140,9 @@ class SQLHTTPCore:
             )
         database = document["database"]
         if target.fixed_database is not None and database != target.fixed_database:
-            raise errors.DatabaseNotAllowed(f"target {target.name!r} serves only the database {target.fixed_database!r}")
+            raise errors.DatabaseNotAllowed(
+                f"target {target.name!r} serves only the database {target.fixed_database!r}"
+            )
         return Query(
             target=target,
             username=document["username"],

@@ -171,7 +171,7 @@ class MySQLSupport(DialectSupport):
 
     @staticmethod
     def _errno(exc: BaseException) -> int | None:
-        args = getattr(exc, "args", ())
+        args: tuple[Any, ...] = getattr(exc, "args", ())
         return args[0] if args and isinstance(args[0], int) else None
 
     def error_code(self, exc: BaseException) -> str | None:
@@ -179,7 +179,7 @@ class MySQLSupport(DialectSupport):
         return None if code is None else str(code)
 
     def error_message(self, exc: BaseException) -> str:
-        args = getattr(exc, "args", ())
+        args: tuple[Any, ...] = getattr(exc, "args", ())
         if len(args) >= 2 and isinstance(args[1], str):
             return args[1]
         return super().error_message(exc)
@@ -248,7 +248,7 @@ class MSSQLSupport(DialectSupport):
 
     @staticmethod
     def _number(exc: BaseException) -> int | None:
-        args = getattr(exc, "args", ())
+        args: tuple[Any, ...] = getattr(exc, "args", ())
         return args[0] if args and isinstance(args[0], int) else None
 
     def error_code(self, exc: BaseException) -> str | None:
@@ -256,7 +256,7 @@ class MSSQLSupport(DialectSupport):
         return None if number is None else str(number)
 
     def error_message(self, exc: BaseException) -> str:
-        args = getattr(exc, "args", ())
+        args: tuple[Any, ...] = getattr(exc, "args", ())
         if len(args) >= 2:
             text = args[1].decode("utf-8", "replace") if isinstance(args[1], bytes) else str(args[1])
             # pymssql appends "DB-Lib error message ..." lines that repeat the server's text with host details.

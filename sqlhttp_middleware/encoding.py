@@ -114,7 +114,7 @@ _ENCODERS: dict[type, Callable[[Any], Any]] = {
 }
 
 # Subclasses (a driver's own int or str type, pendulum datetimes, ...) are matched by isinstance, in this order.
-_FALLBACKS: tuple[tuple[type, Callable[[Any], Any]], ...] = (
+_FALLBACKS: tuple[tuple[type | tuple[type, ...], Callable[[Any], Any]], ...] = (
     (bool, _identity),
     (int, _int),
     (float, _float),
@@ -124,9 +124,9 @@ _FALLBACKS: tuple[tuple[type, Callable[[Any], Any]], ...] = (
     (dt.date, dt.date.isoformat),
     (dt.time, _time),
     (dt.timedelta, iso_duration),
-    ((bytes, bytearray, memoryview), _bytes),  # type: ignore[arg-type]
+    ((bytes, bytearray, memoryview), _bytes),
     (uuid.UUID, str),
-    ((list, tuple), _list),  # type: ignore[arg-type]
+    ((list, tuple), _list),
     (dict, _dict),
 )
 

@@ -71,7 +71,8 @@ class ReapingQueuePool(QueuePool):
         """Connections that exist on the database side: checked out, or pooled and not yet reaped."""
         queue = self._pool
         with queue.mutex:  # type: ignore[attr-defined]
-            idle_open = sum(1 for record in queue.queue if record.dbapi_connection is not None)  # type: ignore[attr-defined]
+            records = list(queue.queue)  # type: ignore[attr-defined]
+        idle_open = sum(1 for record in records if record.dbapi_connection is not None)
         return idle_open + self.checkedout()
 
 
@@ -146,11 +147,10 @@ class EngineCache:
                 f"{self._options.pool_timeout:g} s; try again shortly",
                 headers={"Retry-After": "1"},
             )
-        if isinstance(exc, sqlalchemy.exc.DBAPIError):
-            exc = exc.orig
-        if not isinstance(exc, entry.engine.dialect.loaded_dbapi.Error):
+        original = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig is not None else exc
+        if not isinstance(original, entry.engine.dialect.loaded_dbapi.Error):
             return exc
-        error = entry.support.translate_connect_error(exc, target.name, username)
+        error = entry.support.translate_connect_error(original, target.name, username)
         if isinstance(error, (errors.AuthenticationFailed, errors.PermissionDenied, errors.UnknownDatabase)):
             self.discard(entry)
         return error

@@ -47,11 +47,11 @@ class Result:
         rows: list[Any] = self.rows
         if query.row_mode == "object":
             names = self.columns
-            rows = [dict(zip(names, row)) for row in rows]
+            rows = [dict(zip(names, row, strict=True)) for row in rows]
         if query.shape == "rows":
             return rows
         return {
-            "columns": [{"name": name, "type": kind} for name, kind in zip(self.columns, self.types)],
+            "columns": [{"name": name, "type": kind} for name, kind in zip(self.columns, self.types, strict=True)],
             "rows": rows,
             "rowCount": self.row_count,
             "lastInsertId": encode_value(self.last_insert_id),
@@ -63,8 +63,11 @@ class Runner:
 
     def __init__(self, engines: EngineCache, targets: Mapping[str, ResolvedTarget]) -> None:
         self._engines = engines
-        # The quoting rules of each target's dialect, for identifier bindings; no connection needed.
-        self._dialects: dict[str, Dialect] = {name: t.url.get_dialect()() for name, t in targets.items()}
+        # The quoting rules of each target's dialect, for identifier bindings; no connection needed. Built with
+        # the qmark paramstyle so quoting does not double '%' (compile_sql does that once, for the whole text).
+        self._dialects: dict[str, Dialect] = {
+            name: t.url.get_dialect()(paramstyle="qmark") for name, t in targets.items()  # type: ignore[call-arg]
+        }
 
     def run(self, query: Query) -> Result:
         target = query.target

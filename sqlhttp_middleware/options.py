@@ -16,7 +16,9 @@ from typing import Any
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["OPTIONS", "ConfigurationError", "Option", "Options", "Target", "TargetSpec", "resolve_targets"]
+__all__ = [
+    "OPTIONS", "ConfigurationError", "Option", "Options", "Target", "TargetSpec", "parse_targets", "resolve_targets",
+]
 
 
 class ConfigurationError(ValueError):
@@ -100,6 +102,20 @@ def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
 
 
+def parse_targets(text: str) -> dict[str, str]:
+    """Read targets from text such as an environment variable: space-separated ``NAME=URL`` pairs."""
+    targets: dict[str, str] = {}
+    for position, pair in enumerate(text.split(), start=1):
+        name, sep, url = pair.partition("=")
+        if not sep or not name or not url:
+            # The entry itself is not echoed: it may be a URL carrying a password.
+            raise ConfigurationError(f"targets: entry {position} is not of the form NAME=URL")
+        if name in targets:
+            raise ConfigurationError(f"targets: {name!r} is given twice")
+        targets[name] = url
+    return targets
+
+
 def resolve_targets(targets: Mapping[str, TargetSpec] | None) -> dict[str, ResolvedTarget]:
     if not isinstance(targets, Mapping) or not targets:
         raise ConfigurationError("targets: give at least one target, e.g. targets={'main': 'postgresql://host:5432'}")
@@ -181,7 +197,7 @@ class Options:
             raise ConfigurationError(f"unknown option(s): {', '.join(unknown)}")
         values = {**known, **kwargs}
         path = values["path"]
-        if not isinstance(path, str) or not path.startswith("/") or path.endswith("/") and path != "/":
+        if not isinstance(path, str) or not path.startswith("/") or (path.endswith("/") and path != "/"):
             raise ConfigurationError(f"path: must start with '/' and not end with one, got {path!r}")
         for name in ("pool_size", "max_engines", "max_body_bytes", "executor_threads"):
             value = values[name]

@@ -85,7 +85,7 @@ def pg_database() -> Iterator[Database]:
     name = f"sqlhttp_test_{uuid.uuid4().hex[:8]}"
     try:
         create_database(PG_ADMIN + name)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         unavailable("PostgreSQL on 127.0.0.1:5432", exc)
     admin = sqlalchemy.create_engine(PG_ADMIN + name, poolclass=sqlalchemy.pool.NullPool)
     with admin.begin() as connection:
@@ -113,7 +113,7 @@ def maria_database() -> Iterator[Database]:
     name = f"sqlhttp_test_{uuid.uuid4().hex[:8]}"
     try:
         create_database(MYSQL_ADMIN + name + "?charset=utf8mb4")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         unavailable("MariaDB on 127.0.0.1:3306", exc)
     url = MYSQL_ADMIN + name + "?charset=utf8mb4"
     yield Database("maria", "mysql", "mariadb", MYSQL_USER, PASSWORD, name, url)

@@ -315,3 +315,8 @@ def test_custom_path(make_client: Callable[..., Client], sqlite_database: Databa
     client = make_client(targets=targets_for(sqlite_database), path="/db/query")
     assert client.post(sqlite_database.body("select 1 as one"), path="/db/query").json() == [{"one": 1}]
     assert client.post(sqlite_database.body("select 1 as one")).body.startswith(b"host app")
+
+
+def test_identifier_with_percent_sign(client: Client, db: Database) -> None:
+    reply = client.query(db, "select 1 as ??, '5%' as ??", ["rate%", "p"])
+    assert reply.json() == [{"rate%": 1, "p": "5%"}]

@@ -1,0 +1,40 @@
+"""The docs keep up with the code: every option and every error code is documented, with the right values."""
+
+from __future__ import annotations
+
+import re
+
+from sqlhttp_middleware.errors import all_error_classes
+from sqlhttp_middleware.options import OPTIONS
+
+from .conftest import ROOT
+
+
+def table_rows(path: str) -> list[list[str]]:
+    """The cells of every Markdown table row in ``path``."""
+    lines = (ROOT / path).read_text().splitlines()
+    return [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines if line.startswith("| ")]
+
+
+def test_every_option_is_documented_with_its_default() -> None:
+    documented = {row[0].strip("`"): row[1] for row in table_rows("docs/configuration.md")}
+    for option in OPTIONS:
+        assert option.name in documented, f"{option.name} is missing from docs/configuration.md"
+        if option.default is not None:
+            assert documented[option.name].strip("`").strip('"') == str(option.default), option.name
+    assert set(documented) >= {option.name for option in OPTIONS}
+
+
+def test_every_error_code_is_documented_with_its_status() -> None:
+    rows = table_rows("docs/protocol.md")
+    documented = {row[1].strip("`"): int(row[0]) for row in rows if row[0].isdigit()}
+    for cls in all_error_classes():
+        assert documented.get(cls.code) == cls.status, f"{cls.code} ({cls.status}) is not in docs/protocol.md"
+    assert set(documented) == {cls.code for cls in all_error_classes()}
+
+
+def test_readme_gives_the_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "make demo" in readme and "make test" in readme
+    for link in re.findall(r"\]\((docs/[^)#]+)", readme):
+        assert (ROOT / link).exists(), link

@@ -1,0 +1,193 @@
+"""Pooling against real servers: two connections at most, waiting, timeouts, idle reaping, the engine bound,
+failed logins, a database that drops our connections, and fork safety."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from .conftest import Client, Database, targets_for
+
+
+@pytest.fixture(params=["pg", "maria"])
+def netdb(request: pytest.FixtureRequest) -> Database:
+    database: Database = request.getfixturevalue({"pg": "pg_database", "maria": "maria_database"}[request.param])
+    return database
+
+
+def server_connections(db: Database) -> int:
+    """Connections our test login holds to the test database, as the server sees them."""
+    if db.family == "postgresql":
+        sql = (f"select count(*) from pg_stat_activity where usename = '{db.username}' "
+               f"and datname = '{db.database}' and application_name = 'sqlhttp-middleware'")
+    else:
+        sql = (f"select count(*) from information_schema.processlist where user = '{db.username}' "
+               f"and db = '{db.database}'")
+    return int(db.run(sql)[0][0])
+
+
+def sleep_sql(db: Database, seconds: float) -> str:
+    return f"select pg_sleep({seconds}) as s" if db.family == "postgresql" else f"select sleep({seconds}) as s"
+
+
+def kill_our_connections(db: Database) -> int:
+    if db.family == "postgresql":
+        rows = db.run(
+            f"select pg_terminate_backend(pid) from pg_stat_activity where usename = '{db.username}' "
+            f"and datname = '{db.database}' and application_name = 'sqlhttp-middleware'"
+        )
+        return len(rows)
+    ids = db.run(f"select id from information_schema.processlist where user = '{db.username}' "
+                 f"and db = '{db.database}'")
+    for (connection_id,) in ids:
+        db.run(f"kill {connection_id}")
+    return len(ids)
+
+
+def in_threads(count: int, work: Callable[[], Any]) -> list[Any]:
+    results: list[Any] = [None] * count
+
+    def run(index: int) -> None:
+        results[index] = work()
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
+def test_never_more_than_pool_size_connections(make_client: Callable[..., Client], netdb: Database) -> None:
+    client = make_client(targets=targets_for(netdb), pool_timeout=10)
+    peak = 0
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, server_connections(netdb))
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        replies = in_threads(6, lambda: client.query(netdb, sleep_sql(netdb, 0.2)))
+    finally:
+        done.set()
+        watcher.join()
+    assert [reply.status for reply in replies] == [200] * 6  # the four that found the pool busy waited
+    assert peak == 2
+    assert client.core.engines.stats()["open_connections"] <= 2
+
+
+def test_busy_pool_answers_503_after_the_pool_timeout(make_client: Callable[..., Client],
+                                                      netdb: Database) -> None:
+    client = make_client(targets=targets_for(netdb), pool_timeout=0.3)
+    holders = threading.Thread(target=in_threads, args=(2, lambda: client.query(netdb, sleep_sql(netdb, 1.5))))
+    holders.start()
+    deadline = time.monotonic() + 5
+    while client.core.engines.stats().get("checked_out", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    reply = client.query(netdb, "select 1 as one")
+    holders.join()
+    assert reply.status == 503
+    body = reply.json()
+    assert body["code"] == "POOL_TIMEOUT" and body["statusCode"] == 503
+    assert reply.headers["retry-after"] == "1"
+    assert client.query(netdb, "select 1 as one").json() == [{"one": 1}]
+
+
+def test_idle_connections_are_reaped(make_client: Callable[..., Client], netdb: Database) -> None:
+    client = make_client(targets=targets_for(netdb), idle_timeout=0.3)
+    in_threads(2, lambda: client.query(netdb, sleep_sql(netdb, 0.1)))
+    assert client.core.engines.stats()["open_connections"] == 2
+    assert server_connections(netdb) == 2
+    deadline = time.monotonic() + 5
+    while server_connections(netdb) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server_connections(netdb) == 0
+    assert client.core.engines.stats() == {"engines": 1, "open_connections": 0, "checked_out": 0}
+    assert client.query(netdb, "select 1 as one").json() == [{"one": 1}]  # and the pool reconnects
+
+
+def test_unused_engines_are_disposed(make_client: Callable[..., Client], netdb: Database) -> None:
+    client = make_client(targets=targets_for(netdb), idle_timeout=0.2, engine_idle_timeout=0.4)
+    client.query(netdb, "select 1")
+    assert client.core.engines.stats()["engines"] == 1
+    deadline = time.monotonic() + 5
+    while client.core.engines.stats()["engines"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.core.engines.stats()["engines"] == 0
+
+
+def test_engine_cache_is_bounded(make_client: Callable[..., Client], pg_database: Database) -> None:
+    client = make_client(targets=targets_for(pg_database), max_engines=2)
+    for database in (pg_database.database, "postgres", "test", pg_database.database):
+        body = pg_database.body("select current_database() as db")
+        body["database"] = database
+        assert client.post(body).json() == [{"db": database}]
+    stats = client.core.engines.stats()
+    assert stats["engines"] == 2
+    assert stats["open_connections"] <= 2  # the evicted engine's connection was closed
+    admin_count = pg_database.run(
+        f"select count(*) from pg_stat_activity where usename = '{pg_database.username}' "
+        "and application_name = 'sqlhttp-middleware'"
+    )[0][0]
+    assert admin_count <= 2
+
+
+def test_failed_logins_do_not_fill_the_cache(make_client: Callable[..., Client], netdb: Database) -> None:
+    client = make_client(targets=targets_for(netdb))
+    assert client.query(netdb, "select 1 as one").status == 200
+    for attempt in range(10):
+        body = netdb.body("select 1")
+        body["password"] = f"wrong-{attempt}"
+        assert client.post(body).status == 401
+    assert client.core.engines.stats()["engines"] == 1
+
+
+def test_connections_dropped_by_the_server_cost_no_error(make_client: Callable[..., Client],
+                                                         netdb: Database) -> None:
+    """What a database restart does to a pool: every idle connection is closed under it."""
+    client = make_client(targets=targets_for(netdb))
+    in_threads(2, lambda: client.query(netdb, sleep_sql(netdb, 0.1)))
+    assert kill_our_connections(netdb) == 2
+    time.sleep(0.2)
+    for _ in range(3):
+        assert client.query(netdb, "select 1 as one").json() == [{"one": 1}]
+
+
+def test_forked_child_gets_its_own_connections(make_client: Callable[..., Client], pg_database: Database) -> None:
+    client = make_client(targets=targets_for(pg_database))
+    assert client.kind in ("wsgi", "asgi")
+    if client.kind == "asgi":
+        pytest.skip("fork safety is a property of the shared engine cache; checked once, through WSGI")
+    first = client.query(pg_database, "select pg_backend_pid() as pid").json()[0]["pid"]
+    pid = os.fork()
+    if pid == 0:  # the child: a forking server's worker
+        code = 1
+        try:
+            reply = client.core.handle(_request(pg_database))
+            child_pid = reply.body.decode()
+            code = 0 if reply.status == 200 and str(first) not in child_pid else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's pooled connection survived the child (it was not closed by the child's cleanup).
+    assert client.query(pg_database, "select pg_backend_pid() as pid").json()[0]["pid"] == first
+
+
+def _request(db: Database) -> Any:
+    import json
+
+    from sqlhttp_middleware.core import Request
+
+    body = json.dumps(db.body("select pg_backend_pid() as pid")).encode()
+    return Request("POST", "/sql", {"content-type": "application/json"}, body)

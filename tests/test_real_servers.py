@@ -1,0 +1,134 @@
+"""End to end: real servers (gunicorn for WSGI, uvicorn for ASGI) driven by the real @polyscale/serverless-js client.
+
+The client runs in node from node_modules (installed by `make test`), exactly as edge code would use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import IN_CI, ROOT, Database
+
+NODE_SCRIPT = ROOT / "tests" / "js" / "run-queries.mjs"
+CLIENT_PACKAGE = ROOT / "node_modules" / "@polyscale" / "serverless-js" / "package.json"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_serving(url: str, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server at {url} did not come up within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    node = shutil.which("node")
+    if node is None or not CLIENT_PACKAGE.exists():
+        message = "node and the npm client are needed (make install)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return node
+
+
+@pytest.fixture(scope="module", params=["gunicorn", "uvicorn"])
+def server(request: pytest.FixtureRequest, pg_database: Database, maria_database: Database) -> Iterator[str]:
+    port = free_port()
+    bin_dir = Path(sys.executable).parent
+    if request.param == "gunicorn":
+        command = [str(bin_dir / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                   "--threads", "4", "tests.servers.apps:wsgi_app"]
+    else:
+        command = [str(bin_dir / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                   "--log-level", "warning", "tests.servers.apps:asgi_app"]
+    env = {**os.environ, "SQLHTTP_TARGETS": "pg=postgresql://127.0.0.1:5432 maria=mariadb://127.0.0.1:3306"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}/", process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def run_client(node: str, endpoint: str, connection: dict[str, str], queries: list[dict[str, Any]]) -> list[Any]:
+    payload = json.dumps({"endpoint": endpoint, "connection": connection, "queries": queries})
+    done = subprocess.run([node, str(NODE_SCRIPT)], input=payload.encode(), capture_output=True, cwd=ROOT,
+                          timeout=60, check=True)
+    outcomes: list[Any] = json.loads(done.stdout)
+    return outcomes
+
+
+@pytest.mark.parametrize("provider", ["postgres", "mysql", "mariadb"])
+def test_polyscale_client_against_a_real_server(node: str, server: str, provider: str,
+                                                pg_database: Database, maria_database: Database) -> None:
+    db = pg_database if provider == "postgres" else maria_database
+    connection = {"cacheId": db.key, "username": db.username, "password": db.password,
+                  "database": db.database, "provider": provider}
+    outcomes = run_client(node, server, connection, [
+        {"sql": "SELECT 1 AS one;"},
+        {"sql": "SELECT ? AS a, ? AS b, ? AS c", "bindings": [41, "forty-two", True]},
+        {"sql": "SELECT :name AS name, :n + 1 AS next", "bindings": {"name": "Peter", "n": 9}},
+        {"sql": "SELECT 9007199254740993 AS big"},
+        {"sql": "SELECT * FROM no_such_table"},
+        {"sql": "SELECT ?", "bindings": [1, 2]},
+    ])
+    assert outcomes[0] == {"ok": [{"one": 1}]}
+    a, b, c = outcomes[1]["ok"][0].values()
+    assert (a, b) == (41, "forty-two") and c in (True, 1)
+    assert outcomes[2] == {"ok": [{"name": "Peter", "next": 10}]}
+    assert outcomes[3] == {"ok": [{"big": "9007199254740993"}]}
+    error = outcomes[4]["error"]  # the client throws the JSON error body as it is
+    assert set(error) >= {"statusCode", "code", "error", "message"}
+    assert (error["statusCode"], error["code"], error["error"]) == (400, "SQL_ERROR", "Bad Request")
+    assert error["database"]["code"] == ("42P01" if provider == "postgres" else "1146")
+    assert outcomes[5]["error"]["code"] == "BINDING_ERROR"
+
+
+def test_wrong_password_through_the_client(node: str, server: str, pg_database: Database) -> None:
+    connection = {"cacheId": "pg", "username": pg_database.username, "password": "not-the-password",
+                  "database": pg_database.database, "provider": "postgres"}
+    [outcome] = run_client(node, server, connection, [{"sql": "SELECT 1"}])
+    assert outcome["error"]["statusCode"] == 401
+    assert outcome["error"]["code"] == "AUTHENTICATION_FAILED"
+
+
+def test_host_app_and_other_errors_are_answered(server: str) -> None:
+    with urllib.request.urlopen(server + "/", timeout=5) as response:
+        assert response.read() in (b"host wsgi app", b"host asgi app")
+    request = urllib.request.Request(server + "/sql", method="GET")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=5)
+    assert caught.value.code == 405
+    assert json.loads(caught.value.read())["code"] == "METHOD_NOT_ALLOWED"
