@@ -12,10 +12,10 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from seed_demo import seed  # noqa: E402
+from seed_demo import seed
 
-from sqlhttp_middleware.asgi import SQLHTTPMiddleware  # noqa: E402
-from sqlhttp_middleware.options import Target  # noqa: E402
+from sqlhttp_middleware.asgi import SQLHTTPMiddleware
+from sqlhttp_middleware.options import Target
 
 HOST, PORT = "127.0.0.1", int(os.environ.get("PORT", "8000"))
 DATABASE = seed(Path(os.environ.get("SQLHTTP_DEMO_DB", "demo.db")).resolve())
