@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import Client, Database, targets_for
+from .conftest import Client, Database, make_wsgi_client, targets_for
 
 
 @pytest.fixture(params=["pg", "maria"])
@@ -163,11 +163,9 @@ def test_connections_dropped_by_the_server_cost_no_error(make_client: Callable[.
         assert client.query(netdb, "select 1 as one").json() == [{"one": 1}]
 
 
-def test_forked_child_gets_its_own_connections(make_client: Callable[..., Client], pg_database: Database) -> None:
-    client = make_client(targets=targets_for(pg_database))
-    assert client.kind in ("wsgi", "asgi")
-    if client.kind == "asgi":
-        pytest.skip("fork safety is a property of the shared engine cache; checked once, through WSGI")
+def test_forked_child_gets_its_own_connections(pg_database: Database) -> None:
+    """Fork safety belongs to the engine cache both mounts share; checked through the WSGI one."""
+    client = make_wsgi_client({"targets": targets_for(pg_database)})
     first = client.query(pg_database, "select pg_backend_pid() as pid").json()[0]["pid"]
     pid = os.fork()
     if pid == 0:  # the child: a forking server's worker
@@ -182,8 +180,47 @@ def test_forked_child_gets_its_own_connections(make_client: Callable[..., Client
     assert os.waitstatus_to_exitcode(status) == 0
     # The parent's pooled connection survived the child (it was not closed by the child's cleanup).
     assert client.query(pg_database, "select pg_backend_pid() as pid").json()[0]["pid"] == first
+    client.middleware.close()
 
 
+def test_connection_lost_mid_statement_is_503_and_not_reused(make_client: Callable[..., Client],
+                                                            netdb: Database) -> None:
+    client = make_client(targets=targets_for(netdb))
+    suicide = "select pg_terminate_backend(pg_backend_pid())" if netdb.family == "postgresql" else (
+        "kill connection_id()"
+    )
+    reply = client.query(netdb, suicide)
+    assert reply.status == 503, reply.body
+    assert reply.json()["code"] == "DATABASE_UNAVAILABLE"
+    for _ in range(3):
+        assert client.query(netdb, "select 1 as one").json() == [{"one": 1}]
+
+
+def test_unreachable_database_is_503(make_client: Callable[..., Client], pg_database: Database) -> None:
+    client = make_client(targets={"pg": "postgresql://127.0.0.1:1", "maria": "mariadb://127.0.0.1:1"},
+                         connect_timeout=1)
+    for key, provider in (("pg", "postgres"), ("maria", "mariadb")):
+        body = pg_database.body("select 1")
+        body.update(cacheId=key, provider=provider)
+        reply = client.post(body)
+        assert reply.status == 503 and reply.json()["code"] == "DATABASE_UNAVAILABLE"
+        assert "127.0.0.1" not in reply.json()["message"]
+
+
+def test_login_not_permitted_is_403(make_client: Callable[..., Client], pg_database: Database) -> None:
+    role = "sqlhttp_nologin"
+    admin = Database("pg", "postgresql", "postgres", "postgres", "", "postgres",
+                     "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    admin.run(f"drop role if exists {role}")
+    admin.run(f"create role {role} nologin")
+    try:
+        client = make_client(targets=targets_for(pg_database))
+        body = pg_database.body("select 1")
+        body["username"] = role
+        reply = client.post(body)
+        assert reply.status == 403 and reply.json()["code"] == "PERMISSION_DENIED"
+    finally:
+        admin.run(f"drop role {role}")
 def _request(db: Database) -> Any:
     import json
 
