@@ -1,4 +1,5 @@
-"""`make demo`: serve /sql over a freshly seeded SQLite database on http://127.0.0.1:8000 and show how to call it."""
+"""`make demo`: seed the SQLite demo database, print working examples, then serve the Flask example with gunicorn
+on http://127.0.0.1:8000 until stopped. Set SQLHTTP_TARGETS to serve your own databases beside the demo."""
 
 from __future__ import annotations
 
@@ -8,39 +9,49 @@ import shlex
 import sys
 from pathlib import Path
 
-import uvicorn
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from seed_demo import seed
-
-from sqlhttp_middleware.asgi import SQLHTTPMiddleware
-from sqlhttp_middleware.options import Target
+from demo_data import DEMO_DATABASE, seed  # noqa: E402
 
 HOST, PORT = "127.0.0.1", int(os.environ.get("PORT", "8000"))
-DATABASE = seed(Path(os.environ.get("SQLHTTP_DEMO_DB", "demo.db")).resolve())
-app = SQLHTTPMiddleware(None, targets={"demo": Target(f"sqlite:///{DATABASE}", users={"demo": "demo"})})
+URL = f"http://{HOST}:{PORT}"
+LOGIN = {"cacheId": "demo", "username": "demo", "password": "demo", "database": "shop", "provider": "sqlite"}
 
 
-def curl(sql: str, bindings: object = None) -> str:
-    body = {"cacheId": "demo", "username": "demo", "password": "demo", "database": "demo", "provider": "sqlite",
-            "sql": sql}
-    if bindings is not None:
-        body["bindings"] = bindings
-    return (f"curl -s http://{HOST}:{PORT}/sql -H 'Content-Type: application/json' "
-            f"-d {shlex.quote(json.dumps(body))}")
+def curl(sql: str, bindings: object) -> str:
+    body = json.dumps({**LOGIN, "sql": sql, "bindings": bindings})
+    return f"curl -s {URL}/sql -H 'Content-Type: application/json' -d {shlex.quote(body)}"
+
+
+def banner() -> str:
+    return f"""
+sqlhttp-middleware demo: the Flask example (examples/flask_app/app.py) on {URL}
+with /sql over the SQLite shop in {DEMO_DATABASE} (tables customers, products, orders).
+
+The host app's own routes keep working:  curl -s {URL}/api/status
+
+Positional bindings:
+  {curl("SELECT name, country FROM customers WHERE country = ? ORDER BY name", ["US"])}
+
+Named bindings:
+  {curl("SELECT sku, name, price_cents FROM products WHERE price_cents < :max ORDER BY price_cents", {"max": 5000})}
+
+From edge code, with PolyScale's client (npm install @polyscale/serverless-js). That client cannot send
+provider "sqlite", so the demo target also answers to "postgres":
+
+  import {{ Client }} from "@polyscale/serverless-js";
+  const db = new Client("{URL}", {{ cacheId: "demo", username: "demo", password: "demo",
+                                     database: "shop", provider: "postgres" }});
+  console.log(await db.query("SELECT name FROM customers WHERE joined >= :since", {{ since: "2024-04-01" }}));
+
+Stop with Ctrl-C.
+"""
 
 
 if __name__ == "__main__":
-    print(f"""
-sqlhttp-middleware demo: /sql over {DATABASE} (tables customers, products, orders)
-
-Try, from another terminal:
-
-  {curl("SELECT name, country FROM customers WHERE country = ?", ["US"])}
-
-  {curl("SELECT name, price_cents FROM products WHERE price_cents < :max ORDER BY price_cents", {"max": 5000})}
-
-Stop with Ctrl-C.
-""", flush=True)
-    uvicorn.run(app, host=HOST, port=PORT, log_level="warning")
+    seed()
+    print(banner(), flush=True)
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    os.execv(str(gunicorn), [str(gunicorn), "--chdir", str(HERE / "flask_app"), "--bind", f"{HOST}:{PORT}",
+                             "--workers", "2", "--threads", "4", "--access-logfile", "-", "app:app"])

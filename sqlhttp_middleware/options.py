@@ -70,10 +70,14 @@ class Target:
     ``url`` gives the dialect, host and port (and the file, for SQLite), but no login: for network databases the
     login comes from each request and is checked by the database. SQLite has no login of its own, so a SQLite target
     declares the ``users`` (name to password) it accepts; the middleware checks them in constant time.
+
+    ``providers`` names extra ``provider`` values the target answers to, besides its own. PolyScale's client cannot
+    send ``sqlite``; ``providers=("postgres",)`` lets it reach a SQLite target.
     """
 
     url: str
     users: Mapping[str, str] = field(default_factory=dict)
+    providers: tuple[str, ...] = ()
 
 
 TargetSpec = str | Target
@@ -164,10 +168,15 @@ def _resolve(name: object, spec: object) -> ResolvedTarget:
             f"targets[{name!r}]: the driver for {url.drivername} is not installed; "
             f"pip install 'sqlhttp-middleware[{extra}]'"
         ) from None
+    known_providers = frozenset().union(*_PROVIDERS.values())
+    if isinstance(target.providers, str) or not set(target.providers) <= known_providers:
+        raise ConfigurationError(
+            f"targets[{name!r}].providers: a tuple of provider names from {', '.join(sorted(known_providers))}"
+        )
     return ResolvedTarget(
         name=name,
         family=family,
-        providers=_PROVIDERS[family],
+        providers=_PROVIDERS[family] | frozenset(target.providers),
         url=url,
         fixed_database=url.database if family != "sqlite" else None,
         user_digests={user: _digest(password) for user, password in target.users.items()},

@@ -1,10 +1,22 @@
-"""Create the demo SQLite database: a small shop with customers, products and orders."""
+"""The examples' shared set-up: targets from SQLHTTP_TARGETS, or a seeded SQLite demo database as target ``demo``.
+
+The demo database is a small shop (customers, products, orders). Its target accepts username ``demo`` with password
+``demo``; SQLite has no databases by name, so any non-empty ``database`` is accepted. It also answers to provider
+``postgres``, because PolyScale's client refuses to send ``sqlite`` (see docs/configuration.md, ``Target.providers``).
+"""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
+
+from sqlhttp_middleware.env import options_from_env
+from sqlhttp_middleware.options import Target
+
+DEMO_DATABASE = Path(os.environ.get("SQLHTTP_DEMO_DB", Path(__file__).resolve().parent / "demo.db"))
 
 SCHEMA = """
 CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT UNIQUE NOT NULL,
@@ -38,10 +50,12 @@ ORDERS = [
 ]
 
 
-def seed(path: Path) -> Path:
-    """(Re)create the demo database at ``path``."""
-    path.unlink(missing_ok=True)
-    with sqlite3.connect(path) as connection:
+def seed(path: Path = DEMO_DATABASE) -> Path:
+    """(Re)create the demo database at ``path``, atomically: a server starting meanwhile never sees half of it."""
+    path = Path(path)
+    building = path.with_name(f".{path.name}.{os.getpid()}")
+    building.unlink(missing_ok=True)
+    with sqlite3.connect(building) as connection:
         connection.executescript(SCHEMA)
         connection.executemany("INSERT INTO customers (name, email, country, joined) VALUES (?, ?, ?, ?)", CUSTOMERS)
         connection.executemany("INSERT INTO products (sku, name, price_cents, stock) VALUES (?, ?, ?, ?)", PRODUCTS)
@@ -49,7 +63,21 @@ def seed(path: Path) -> Path:
             "INSERT INTO orders (customer_id, product_id, quantity, ordered_at) VALUES (?, ?, ?, ?)", ORDERS
         )
     connection.close()
+    building.replace(path)
     return path
+
+
+def demo_target(path: Path = DEMO_DATABASE) -> Target:
+    if not path.exists():
+        seed(path)
+    return Target(f"sqlite:///{path}", users={"demo": "demo"}, providers=("postgres",))
+
+
+def middleware_options() -> dict[str, Any]:
+    """Options for the examples: everything SQLHTTP_* sets, with the SQLite demo when no targets are given."""
+    options = options_from_env()
+    options.setdefault("targets", {"demo": demo_target()})
+    return options
 
 
 if __name__ == "__main__":

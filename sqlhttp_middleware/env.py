@@ -1,0 +1,39 @@
+"""Options from environment variables: ``SQLHTTP_TARGETS`` and ``SQLHTTP_<OPTION>`` for every other option.
+
+Used by the standalone server and the examples, so a deployment configures them the same way:
+``SQLHTTP_TARGETS="pg=postgresql://127.0.0.1:5432 maria=mariadb://127.0.0.1:3306"``, ``SQLHTTP_POOL_TIMEOUT=3``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from .options import OPTIONS, ConfigurationError, parse_targets
+
+__all__ = ["env_name", "options_from_env"]
+
+
+def env_name(option: str) -> str:
+    return "SQLHTTP_" + option.upper()
+
+
+def options_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The options set in ``environ`` (default ``os.environ``), converted to their types. Unset ones are absent."""
+    environ = os.environ if environ is None else environ
+    options: dict[str, Any] = {}
+    for option in OPTIONS:
+        name = env_name(option.name)
+        raw = environ.get(name, "").strip()
+        if not raw:
+            continue
+        if option.name == "targets":
+            options["targets"] = parse_targets(raw)
+            continue
+        kind = type(option.default)
+        try:
+            options[option.name] = kind(raw) if kind is not str else raw
+        except ValueError:
+            raise ConfigurationError(f"{name}: expected a {kind.__name__}, got {raw!r}") from None
+    return options
