@@ -5,6 +5,7 @@ The client runs in node from node_modules (installed by `make test`), exactly as
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,15 +33,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until_serving(url: str, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+def wait_until_serving(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Until the server answers anything at all over HTTP (any status)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"server at {url} did not come up within {timeout} s")
@@ -56,20 +60,47 @@ def node() -> str:
     return node
 
 
-@pytest.fixture(scope="module", params=["gunicorn", "uvicorn"])
-def server(request: pytest.FixtureRequest, pg_database: Database, maria_database: Database) -> Iterator[str]:
-    port = free_port()
+EXAMPLES = ROOT / "examples"
+TARGETS = "pg=postgresql://127.0.0.1:5432 maria=mariadb://127.0.0.1:3306"
+
+
+def server_command(kind: str, port: int) -> tuple[list[str], Path]:
+    """How each mount is served for real: (command, working directory)."""
     bin_dir = Path(sys.executable).parent
-    if request.param == "gunicorn":
-        command = [str(bin_dir / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                   "--threads", "4", "tests.servers.apps:wsgi_app"]
-    else:
-        command = [str(bin_dir / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                   "--log-level", "warning", "tests.servers.apps:asgi_app"]
-    env = {**os.environ, "SQLHTTP_TARGETS": "pg=postgresql://127.0.0.1:5432 maria=mariadb://127.0.0.1:3306"}
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    gunicorn = [str(bin_dir / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4"]
+    uvicorn = [str(bin_dir / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    return {
+        "wsgi-gunicorn": (gunicorn + ["tests.servers.apps:wsgi_app"], ROOT),
+        "asgi-uvicorn": (uvicorn + ["tests.servers.apps:asgi_app"], ROOT),
+        "flask-gunicorn": (gunicorn + ["app:app"], EXAMPLES / "flask_app"),
+        "django-gunicorn": (gunicorn + ["project.wsgi:application"], EXAMPLES / "django_app"),
+        "django-uvicorn": (uvicorn + ["project.asgi:application"], EXAMPLES / "django_app"),
+        "fastapi-uvicorn": (uvicorn + ["app:app"], EXAMPLES / "fastapi_app"),
+        "standalone-cli": ([sys.executable, "-m", "sqlhttp_middleware", "serve", "--port", str(port),
+                            "--log-level", "warning"], ROOT),
+    }[kind]
+
+
+HOST_ROUTE = {
+    "wsgi-gunicorn": ("/", b"host wsgi app"),
+    "asgi-uvicorn": ("/", b"host asgi app"),
+    "flask-gunicorn": ("/api/status", b'{"app":"flask-example","ok":true}\n'),
+    "django-gunicorn": ("/api/status", b'{"app": "django-example", "ok": true}'),
+    "django-uvicorn": ("/api/status", b'{"app": "django-example", "ok": true}'),
+    "fastapi-uvicorn": ("/api/status", b'{"app":"fastapi-example","ok":true}'),
+    "standalone-cli": ("/sql", None),
+}
+
+
+@contextlib.contextmanager
+def serving(kind: str, env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    command, cwd = server_command(kind, port)
+    env = {**os.environ, **env, "PYTHONPATH": f"{cwd}{os.pathsep}{ROOT}"}
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        wait_until_serving(f"http://127.0.0.1:{port}/", process)
+        probe = "/sql" if kind == "standalone-cli" else "/"
+        wait_until_serving(f"http://127.0.0.1:{port}{probe}", process)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
@@ -80,6 +111,12 @@ def server(request: pytest.FixtureRequest, pg_database: Database, maria_database
             process.wait()
         if process.stderr is not None:
             process.stderr.close()
+
+
+@pytest.fixture(scope="module", params=list(HOST_ROUTE))
+def server(request: pytest.FixtureRequest, pg_database: Database, maria_database: Database) -> Iterator[str]:
+    with serving(request.param, {"SQLHTTP_TARGETS": TARGETS}) as url:
+        yield url
 
 
 def run_client(node: str, endpoint: str, connection: dict[str, str], queries: list[dict[str, Any]]) -> list[Any]:
@@ -124,11 +161,25 @@ def test_wrong_password_through_the_client(node: str, server: str, pg_database: 
     assert outcome["error"]["code"] == "AUTHENTICATION_FAILED"
 
 
-def test_host_app_and_other_errors_are_answered(server: str) -> None:
-    with urllib.request.urlopen(server + "/", timeout=5) as response:
-        assert response.read() in (b"host wsgi app", b"host asgi app")
-    request = urllib.request.Request(server + "/sql", method="GET")
+def test_host_route_and_endpoint_errors(server: str, request: pytest.FixtureRequest) -> None:
+    kind = request.node.callspec.params["server"]
+    path, expected = HOST_ROUTE[kind]
+    if expected is not None:
+        with urllib.request.urlopen(server + path, timeout=5) as response:
+            assert response.status == 200
+            assert response.read() == expected
     with pytest.raises(urllib.error.HTTPError) as caught:
-        urllib.request.urlopen(request, timeout=5)
+        urllib.request.urlopen(urllib.request.Request(server + "/sql", method="GET"), timeout=5)
     assert caught.value.code == 405
     assert json.loads(caught.value.read())["code"] == "METHOD_NOT_ALLOWED"
+
+
+@pytest.mark.parametrize("kind", ["flask-gunicorn", "fastapi-uvicorn"])
+def test_examples_fall_back_to_the_sqlite_demo(node: str, kind: str, tmp_path: Path) -> None:
+    env = {"SQLHTTP_TARGETS": "", "SQLHTTP_DEMO_DB": str(tmp_path / "demo.db")}
+    with serving(kind, env) as url:
+        connection = {"cacheId": "demo", "username": "demo", "password": "demo", "database": "shop",
+                      "provider": "postgres"}
+        [outcome] = run_client(node, url, connection,
+                               [{"sql": "SELECT count(*) AS n FROM customers WHERE country = ?", "bindings": ["US"]}])
+    assert outcome == {"ok": [{"n": 4}]}
