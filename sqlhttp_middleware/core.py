@@ -19,6 +19,7 @@ from .encoding import dumps
 from .engines import EngineCache
 from .execute import Query, Runner
 from .options import Options
+from .ratelimit import Admission, RateLimiter, namespace_for
 
 __all__ = ["Request", "Response", "SQLHTTPCore"]
 
@@ -53,6 +54,14 @@ class SQLHTTPCore:
         self.options = Options.from_kwargs(**options)
         self.engines = EngineCache(self.options)
         self.runner = Runner(self.engines, self.options.targets)
+        opts = self.options
+        self.limiter = RateLimiter(
+            limit=opts.rate_limit, window=opts.rate_limit_window, per_client=opts.rate_limit_per_client,
+            storage=opts.rate_limit_storage, fail_open=opts.rate_limit_fail_open,
+            trusted_proxies=opts.trusted_proxies,
+            namespace=opts.rate_limit_namespace or namespace_for(opts.path, list(opts.targets)),
+        )
+        self._target_policies = {name: self.limiter.target_policy(t.rate_limit) for name, t in opts.targets.items()}
 
     # -- routing and the request head -----------------------------------------------------------------------------
 
@@ -91,20 +100,28 @@ class SQLHTTPCore:
 
     def handle(self, request: Request) -> Response:
         """Answer one request to the endpoint. Blocking; never raises."""
+        admission: Admission | None = None
         try:
             refused = self.check_head(request.method, request.headers)
             if refused is not None:
                 return refused
             if len(request.body) > self.options.max_body_bytes:
                 raise self.too_large()
+            admission = self.limiter.admit_request(request.client, request.headers)
             query = self.parse(request.body)
+            self.limiter.admit_target(admission, query.target.name, self._target_policies[query.target.name])
             result = self.runner.run(query)
-            return Response(200, dumps(result.document(query)))
+            response = Response(200, dumps(result.document(query)))
+        except errors.RateLimited as error:
+            return self.error_response(error)  # carries its own rate-limit headers
         except errors.SQLHTTPError as error:
-            return self.error_response(error)
+            response = self.error_response(error)
         except Exception:
             logger.exception("sqlhttp-middleware: unexpected error while answering a query")
-            return self.error_response(errors.InternalError("the server failed to answer this query"))
+            response = self.error_response(errors.InternalError("the server failed to answer this query"))
+        if admission is not None:
+            response.headers.extend((name.lower(), value) for name, value in admission.headers().items())
+        return response
 
     def parse(self, body: bytes) -> Query:
         try:
@@ -167,3 +184,4 @@ class SQLHTTPCore:
 
     def close(self) -> None:
         self.engines.close()
+        self.limiter.close()

@@ -31,9 +31,21 @@ def options_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]
         if option.name == "targets":
             options["targets"] = parse_targets(raw)
             continue
-        kind = type(option.default)
-        try:
-            options[option.name] = kind(raw) if kind is not str else raw
-        except ValueError:
-            raise ConfigurationError(f"{name}: expected a {kind.__name__}, got {raw!r}") from None
+        options[option.name] = _convert(name, option.kind, raw)
     return options
+
+
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def _convert(name: str, kind: type, raw: str) -> Any:
+    if kind is bool:
+        if raw.lower() not in _BOOLEANS:
+            raise ConfigurationError(f"{name}: expected true or false, got {raw!r}")
+        return _BOOLEANS[raw.lower()]
+    if kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            raise ConfigurationError(f"{name}: expected a number ({kind.__name__}), got {raw!r}") from None
+    return raw

@@ -29,6 +29,8 @@ __all__ = [
     "PermissionDenied",
     "PoolTimeout",
     "ProviderMismatch",
+    "RateLimited",
+    "RateLimiterUnavailable",
     "SQLHTTPError",
     "TargetNotFound",
     "UnknownDatabase",
@@ -128,6 +130,11 @@ class UnsupportedMediaType(SQLHTTPError):
     code = "UNSUPPORTED_MEDIA_TYPE"
 
 
+class RateLimited(SQLHTTPError):
+    status = 429
+    code = "RATE_LIMITED"
+
+
 class DatabaseError(SQLHTTPError):
     """The database refused the statement. ``extra['database']`` carries its own code and message."""
 
@@ -148,6 +155,11 @@ class InternalError(SQLHTTPError):
 class DatabaseUnavailable(SQLHTTPError):
     status = 503
     code = "DATABASE_UNAVAILABLE"
+
+
+class RateLimiterUnavailable(SQLHTTPError):
+    status = 503
+    code = "RATE_LIMITER_UNAVAILABLE"
 
 
 class PoolTimeout(SQLHTTPError):

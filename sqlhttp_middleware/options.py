@@ -30,19 +30,29 @@ class Option:
     name: str
     default: Any
     help: str
+    kind: type = object  # how an environment variable's text is read: int, float, str or bool
 
 
 OPTIONS: tuple[Option, ...] = (
     Option("targets", None, "Mapping of target name (the request's cacheId) to a database URL or a Target."),
-    Option("path", "/sql", "Path of the endpoint, relative to the app's SCRIPT_NAME / root_path."),
-    Option("pool_size", 2, "Connections per engine (one engine per target and credential set)."),
-    Option("pool_timeout", 5.0, "Seconds a request waits for a free pooled connection before answering 503."),
-    Option("idle_timeout", 60.0, "Seconds after which an idle pooled connection is closed by the reaper."),
-    Option("engine_idle_timeout", 600.0, "Seconds after which an engine nobody used is disposed."),
-    Option("max_engines", 16, "Upper bound on cached engines; the least recently used idle one is evicted."),
-    Option("connect_timeout", 5.0, "Seconds to wait for the database when opening a new connection."),
-    Option("max_body_bytes", 1024 * 1024, "Largest request body accepted; larger ones answer 413."),
-    Option("executor_threads", 8, "ASGI only: threads that run blocking database work off the event loop."),
+    Option("path", "/sql", "Path of the endpoint, relative to the app's SCRIPT_NAME / root_path.", str),
+    Option("pool_size", 2, "Connections per engine (one engine per target and credential set).", int),
+    Option("pool_timeout", 5.0, "Seconds a request waits for a free pooled connection before answering 503.", float),
+    Option("idle_timeout", 60.0, "Seconds after which an idle pooled connection is closed by the reaper.", float),
+    Option("engine_idle_timeout", 600.0, "Seconds after which an engine nobody used is disposed.", float),
+    Option("max_engines", 16, "Upper bound on cached engines; the least recently used idle one is evicted.", int),
+    Option("connect_timeout", 5.0, "Seconds to wait for the database when opening a new connection.", float),
+    Option("max_body_bytes", 1024 * 1024, "Largest request body accepted; larger ones answer 413.", int),
+    Option("executor_threads", 8, "ASGI only: threads that run blocking database work off the event loop.", int),
+    Option("rate_limit", 60_000, "Requests per window for the whole mount, across workers and hosts; 0: none.", int),
+    Option("rate_limit_window", 60.0, "Length of the rate-limit window in seconds.", float),
+    Option("rate_limit_per_client", 0, "Requests per window for each client address; 0: no per-client limit.", int),
+    Option("rate_limit_storage", "shm", "Where counts live: shm, shm://NAME, memory, or a redis:// URL.", str),
+    Option("rate_limit_namespace", "", "Names this app's counters in the storage; derived from the config if empty.",
+           str),
+    Option("rate_limit_fail_open", True, "While the storage (Redis) is unreachable: admit (true) or refuse (false).",
+           bool),
+    Option("trusted_proxies", 0, "Proxies in front of the app whose X-Forwarded-For is believed; 0: none.", int),
 )
 
 _PROVIDERS = {
@@ -73,11 +83,14 @@ class Target:
 
     ``providers`` names extra ``provider`` values the target answers to, besides its own. PolyScale's client cannot
     send ``sqlite``; ``providers=("postgres",)`` lets it reach a SQLite target.
+
+    ``rate_limit`` caps the requests to this target per rate-limit window, on top of the mount's limit.
     """
 
     url: str
     users: Mapping[str, str] = field(default_factory=dict)
     providers: tuple[str, ...] = ()
+    rate_limit: int | None = None
 
 
 TargetSpec = str | Target
@@ -91,6 +104,7 @@ class ResolvedTarget:
     url: URL = field(repr=False)
     fixed_database: str | None
     user_digests: Mapping[str, bytes] = field(repr=False)
+    rate_limit: int | None = None
 
     def check_user(self, username: str, password: str) -> bool:
         """Constant-time check of a SQLite target's declared login."""
@@ -168,6 +182,10 @@ def _resolve(name: object, spec: object) -> ResolvedTarget:
             f"targets[{name!r}]: the driver for {url.drivername} is not installed; "
             f"pip install 'sqlhttp-middleware[{extra}]'"
         ) from None
+    if target.rate_limit is not None and (
+        not isinstance(target.rate_limit, int) or isinstance(target.rate_limit, bool) or target.rate_limit < 1
+    ):
+        raise ConfigurationError(f"targets[{name!r}].rate_limit: a positive integer, or None for no limit of its own")
     known_providers = frozenset().union(*_PROVIDERS.values())
     if isinstance(target.providers, str) or not set(target.providers) <= known_providers:
         raise ConfigurationError(
@@ -180,7 +198,27 @@ def _resolve(name: object, spec: object) -> ResolvedTarget:
         url=url,
         fixed_database=url.database if family != "sqlite" else None,
         user_digests={user: _digest(password) for user, password in target.users.items()},
+        rate_limit=target.rate_limit,
     )
+
+
+def _check_storage(spec: object) -> None:
+    if spec in ("memory", "shm"):
+        return
+    if isinstance(spec, str) and spec.startswith("shm://"):
+        name = spec[len("shm://"):]
+        if name and all(c.isalnum() or c in "-_." for c in name):
+            return
+        raise ConfigurationError("rate_limit_storage: shm://NAME takes a name of letters, digits, '-', '_' and '.'")
+    if isinstance(spec, str) and spec.split("://", 1)[0] in ("redis", "rediss", "unix"):
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            raise ConfigurationError(
+                "rate_limit_storage: Redis needs redis-py: pip install 'sqlhttp-middleware[redis]'"
+            ) from None
+        return
+    raise ConfigurationError("rate_limit_storage: use 'shm', 'shm://NAME', 'memory' or a redis:// URL")
 
 
 @dataclass(frozen=True)
@@ -197,6 +235,13 @@ class Options:
     connect_timeout: float
     max_body_bytes: int
     executor_threads: int
+    rate_limit: int
+    rate_limit_window: float
+    rate_limit_per_client: int
+    rate_limit_storage: str
+    rate_limit_namespace: str
+    rate_limit_fail_open: bool
+    trusted_proxies: int
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> Options:
@@ -212,7 +257,17 @@ class Options:
             value = values[name]
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigurationError(f"{name}: must be a positive integer, got {value!r}")
-        for name in ("pool_timeout", "idle_timeout", "engine_idle_timeout", "connect_timeout"):
+        for name in ("rate_limit", "rate_limit_per_client", "trusted_proxies"):
+            value = values[name]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigurationError(f"{name}: must be a whole number, 0 or more, got {value!r}")
+        if not isinstance(values["rate_limit_fail_open"], bool):
+            fail_open = values["rate_limit_fail_open"]
+            raise ConfigurationError(f"rate_limit_fail_open: must be True or False, got {fail_open!r}")
+        _check_storage(values["rate_limit_storage"])
+        if not isinstance(values["rate_limit_namespace"], str):
+            raise ConfigurationError("rate_limit_namespace: must be a string")
+        for name in ("pool_timeout", "idle_timeout", "engine_idle_timeout", "connect_timeout", "rate_limit_window"):
             value = values[name]
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ConfigurationError(f"{name}: must be a positive number of seconds, got {value!r}")

@@ -70,12 +70,12 @@ def server_command(kind: str, port: int) -> tuple[list[str], Path]:
     gunicorn = [str(bin_dir / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4"]
     uvicorn = [str(bin_dir / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     return {
-        "wsgi-gunicorn": (gunicorn + ["tests.servers.apps:wsgi_app"], ROOT),
-        "asgi-uvicorn": (uvicorn + ["tests.servers.apps:asgi_app"], ROOT),
-        "flask-gunicorn": (gunicorn + ["app:app"], EXAMPLES / "flask_app"),
-        "django-gunicorn": (gunicorn + ["project.wsgi:application"], EXAMPLES / "django_app"),
-        "django-uvicorn": (uvicorn + ["project.asgi:application"], EXAMPLES / "django_app"),
-        "fastapi-uvicorn": (uvicorn + ["app:app"], EXAMPLES / "fastapi_app"),
+        "wsgi-gunicorn": ([*gunicorn, "tests.servers.apps:wsgi_app"], ROOT),
+        "asgi-uvicorn": ([*uvicorn, "tests.servers.apps:asgi_app"], ROOT),
+        "flask-gunicorn": ([*gunicorn, "app:app"], EXAMPLES / "flask_app"),
+        "django-gunicorn": ([*gunicorn, "project.wsgi:application"], EXAMPLES / "django_app"),
+        "django-uvicorn": ([*uvicorn, "project.asgi:application"], EXAMPLES / "django_app"),
+        "fastapi-uvicorn": ([*uvicorn, "app:app"], EXAMPLES / "fastapi_app"),
         "standalone-cli": ([sys.executable, "-m", "sqlhttp_middleware", "serve", "--port", str(port),
                             "--log-level", "warning"], ROOT),
     }[kind]

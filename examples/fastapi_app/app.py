@@ -14,9 +14,9 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from demo_data import middleware_options  # noqa: E402
+from demo_data import middleware_options
 
-from sqlhttp_middleware.asgi import SQLHTTPMiddleware  # noqa: E402
+from sqlhttp_middleware.asgi import SQLHTTPMiddleware
 
 app = FastAPI(title="FastAPI example")
 

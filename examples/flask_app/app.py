@@ -13,9 +13,9 @@ from flask import Flask, Response, jsonify
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from demo_data import middleware_options  # noqa: E402
+from demo_data import middleware_options
 
-from sqlhttp_middleware.wsgi import SQLHTTPMiddleware  # noqa: E402
+from sqlhttp_middleware.wsgi import SQLHTTPMiddleware
 
 app = Flask(__name__)
 

@@ -1,6 +1,7 @@
 """Host apps for the real-server tests: a plain WSGI app and a plain ASGI app, each with /sql mounted.
 
-Targets come from SQLHTTP_TARGETS ("name=url name=url"), as in the examples.
+Options come from the SQLHTTP_* environment variables, as in the examples; SQLHTTP_TEST_SQLITE adds a SQLite target
+``lite`` (login lite / lite-secret) over that file.
 """
 
 from __future__ import annotations
@@ -10,10 +11,15 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlhttp_middleware.asgi import SQLHTTPMiddleware as ASGIMiddleware
-from sqlhttp_middleware.options import parse_targets
+from sqlhttp_middleware.env import options_from_env
+from sqlhttp_middleware.options import Target
 from sqlhttp_middleware.wsgi import SQLHTTPMiddleware as WSGIMiddleware
 
-TARGETS = parse_targets(os.environ["SQLHTTP_TARGETS"])
+OPTIONS = options_from_env()
+if os.environ.get("SQLHTTP_TEST_SQLITE"):
+    OPTIONS.setdefault("targets", {})["lite"] = Target(
+        f"sqlite:///{os.environ['SQLHTTP_TEST_SQLITE']}", users={"lite": "lite-secret"}
+    )
 
 
 def _host_wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -37,5 +43,5 @@ async def _host_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-wsgi_app = WSGIMiddleware(_host_wsgi, targets=TARGETS)
-asgi_app = ASGIMiddleware(_host_asgi, targets=TARGETS)
+wsgi_app = WSGIMiddleware(_host_wsgi, **OPTIONS)
+asgi_app = ASGIMiddleware(_host_asgi, **OPTIONS)

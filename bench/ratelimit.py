@@ -1,0 +1,110 @@
+"""Rate limiter benchmarks: the cost of one check (shared memory, Redis, memory), and the longest stall that
+survivors see while workers holding the shared-memory lock are SIGKILLed.
+
+    .venv/bin/python bench/ratelimit.py [--quick]
+
+Prints a Markdown table; `make bench` writes it into docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import signal
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from sqlhttp_middleware.ratelimit.redis import RedisStorage
+from sqlhttp_middleware.ratelimit.shm import SharedMemoryStorage
+from sqlhttp_middleware.ratelimit.storage import MemoryStorage, Storage
+
+
+def check_cost(storage: Storage, rounds: int, batch: int = 100) -> tuple[float, float]:
+    """Median and p99 cost of one check, in microseconds, timed in batches to keep the clock's own cost out."""
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter_ns()
+        for _ in range(batch):
+            storage.acquire_sliding_window_entry("mount", 10**12, 60)
+        samples.append((time.perf_counter_ns() - started) / batch / 1000)
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+
+
+def _survivor(path: str, seconds: float, results: multiprocessing.Queue[float]) -> None:
+    storage = SharedMemoryStorage(path)
+    worst = 0.0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        storage.acquire_sliding_window_entry("mount", 10**12, 60)
+        worst = max(worst, time.perf_counter() - started)
+    results.put(worst)
+
+
+def _victim(path: str) -> None:
+    storage = SharedMemoryStorage(path)
+    while True:  # spends most of its time inside the lock: a kill often lands while it holds it
+        storage.acquire_sliding_window_entry("mount", 10**12, 60)
+
+
+def kill_stall(seconds: float, kills_per_second: float = 20) -> tuple[float, int]:
+    """Longest single check a survivor saw, in ms, while lock-holding victims were SIGKILLed; and the kills."""
+    path = str(Path(tempfile.gettempdir()) / f"sqlhttp-bench-{uuid.uuid4().hex}.ratelimit")
+    SharedMemoryStorage(path).close()
+    context = multiprocessing.get_context("fork")
+    results: multiprocessing.Queue[float] = context.Queue()
+    survivors = [context.Process(target=_survivor, args=(path, seconds, results)) for _ in range(2)]
+    for process in survivors:
+        process.start()
+    kills = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        victim = context.Process(target=_victim, args=(path,))
+        victim.start()
+        time.sleep(1 / kills_per_second)
+        os.kill(victim.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        victim.join()
+        kills += 1
+    worst = max(results.get(timeout=60) for _ in survivors)
+    for process in survivors:
+        process.join()
+    os.unlink(path)
+    return worst * 1000, kills
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="a smoke run of a second or two")
+    args = parser.parse_args()
+    rounds = 20 if args.quick else 2000
+    directory = Path(tempfile.gettempdir())
+    storages: list[tuple[str, Storage]] = [
+        ("shared memory (fcntl lock + mmap)", SharedMemoryStorage(directory / f"bench-{uuid.uuid4().hex}")),
+        ("memory (one process only)", MemoryStorage()),
+    ]
+    try:
+        redis_storage = RedisStorage("redis://127.0.0.1:6379/0", prefix=f"sqlhttp-bench-{uuid.uuid4().hex}:")
+        redis_storage.get_sliding_window("probe", 60)
+        storages.append(("Redis (Lua script, loopback)", redis_storage))
+    except Exception as error:
+        print(f"(Redis skipped: {type(error).__name__})")
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}\n")
+    print("| storage | median per check | p99 per check |")
+    print("|---|---|---|")
+    for name, storage in storages:
+        median, p99 = check_cost(storage, rounds if "Redis" not in name else max(5, rounds // 20))
+        print(f"| {name} | {median:.2f} µs | {p99:.2f} µs |")
+        storage.close()
+    worst, kills = kill_stall(1.0 if args.quick else 10.0)
+    print(f"\nSIGKILL under load: {kills} lock-holding workers killed; the longest check any survivor saw: "
+          f"{worst:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,336 @@
+"""The rate limiter: window arithmetic on every storage, shared memory across processes (fork, SIGKILL, a foreign
+file), Redis (atomic, TTLs, going away and coming back), and the endpoint's 429 and headers on every mount."""
+
+from __future__ import annotations
+
+import fcntl
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from sqlhttp_middleware.options import Target
+from sqlhttp_middleware.ratelimit import client_address
+from sqlhttp_middleware.ratelimit.redis import RedisStorage
+from sqlhttp_middleware.ratelimit.shm import HEADER, SharedMemoryStorage
+from sqlhttp_middleware.ratelimit.storage import MemoryStorage, SlidingWindow, Storage, StorageUnavailable
+
+from .conftest import Client, Database, targets_for, unavailable
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def redis_url() -> str:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping()
+    except redis.RedisError as exc:
+        unavailable("Redis on 127.0.0.1:6379", exc)
+    return REDIS_URL
+
+
+@pytest.fixture(params=["memory", "shm"])
+def clocked(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Storage, Clock]]:
+    clock = Clock()
+    storage: Storage = MemoryStorage(clock) if request.param == "memory" else SharedMemoryStorage(
+        tmp_path / "counts", clock=clock
+    )
+    yield storage, clock
+    storage.close()
+
+
+# -- window arithmetic --------------------------------------------------------------------------------------------
+
+
+def test_admits_up_to_the_limit_then_refuses(clocked: tuple[Storage, Clock]) -> None:
+    storage, clock = clocked
+    clock.now = 600.0  # the start of a 60 s window
+    results = [storage.acquire_sliding_window_entry("k", 5, 60).admitted for _ in range(7)]
+    assert results == [True] * 5 + [False] * 2
+    assert storage.get_sliding_window("k", 60).current == 5
+    assert storage.acquire_sliding_window_entry("other", 5, 60).admitted  # keys are independent
+
+
+def test_previous_window_decays(clocked: tuple[Storage, Clock]) -> None:
+    storage, clock = clocked
+    clock.now = 600.0
+    for _ in range(10):
+        assert storage.acquire_sliding_window_entry("k", 10, 60).admitted
+    clock.now = 660.0 + 15  # a quarter into the next window: the previous 10 weigh 7.5
+    admitted = sum(storage.acquire_sliding_window_entry("k", 10, 60).admitted for _ in range(5))
+    assert admitted == 2
+    window = storage.get_sliding_window("k", 60)
+    assert (window.previous, window.current) == (10, 2)
+    clock.now = 660.0 + 60 + 60  # two windows later: nothing left
+    assert storage.get_sliding_window("k", 60).estimate() == 0
+
+
+def test_amounts_and_clear(clocked: tuple[Storage, Clock]) -> None:
+    storage, _ = clocked
+    assert storage.acquire_sliding_window_entry("k", 10, 60, amount=7).admitted
+    assert not storage.acquire_sliding_window_entry("k", 10, 60, amount=4).admitted
+    storage.clear("k")
+    assert storage.get_sliding_window("k", 60).current == 0
+
+
+@pytest.mark.parametrize(
+    ("window", "limit", "expected"),
+    [
+        (SlidingWindow(False, 0, 10, 20.0, 60.0), 10, 46.0),  # full: 40 s to its end, then 6 s of decay
+        (SlidingWindow(False, 10, 0, 0.0, 60.0), 10, 6.0),  # 10 * (1 - t / 60) + 1 <= 10
+        (SlidingWindow(True, 0, 3, 1.0, 60.0), 10, 0.0),
+        (SlidingWindow(False, 0, 20, 0.0, 60.0), 10, 60.0 + 60 * (1 - 9 / 20)),
+    ],
+)
+def test_retry_after(window: SlidingWindow, limit: int, expected: float) -> None:
+    assert window.retry_after(limit) == pytest.approx(expected)
+
+
+def test_remaining() -> None:
+    assert SlidingWindow(True, 10, 2, 30.0, 60.0).remaining(10) == 3
+    assert SlidingWindow(False, 0, 12, 30.0, 60.0).remaining(10) == 0
+
+
+# -- shared memory across processes ---------------------------------------------------------------------------------
+
+
+def _hammer(path: str, count: int, limit: int, queue: multiprocessing.Queue[int]) -> None:
+    storage = SharedMemoryStorage(path)
+    queue.put(sum(storage.acquire_sliding_window_entry("shared", limit, 3600).admitted for _ in range(count)))
+
+
+def test_processes_share_one_exact_count(tmp_path: Path) -> None:
+    path = str(tmp_path / "counts")
+    SharedMemoryStorage(path).close()
+    context = multiprocessing.get_context("spawn")
+    queue: multiprocessing.Queue[int] = context.Queue()
+    workers = [context.Process(target=_hammer, args=(path, 400, 1000, queue)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    admitted = [queue.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(10)
+    assert sum(admitted) == 1000  # 1,600 attempts, exactly the limit admitted
+    assert SharedMemoryStorage(path).get_sliding_window("shared", 3600).current == 1000
+
+
+def test_a_forked_child_counts_in_the_same_file(tmp_path: Path) -> None:
+    storage = SharedMemoryStorage(tmp_path / "counts")
+    assert storage.acquire_sliding_window_entry("k", 100, 3600).admitted
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ok = all(storage.acquire_sliding_window_entry("k", 100, 3600).admitted for _ in range(9))
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert storage.get_sliding_window("k", 3600).current == 10
+
+
+def _hold_the_lock(path: str, ready: multiprocessing.synchronize.Event) -> None:
+    fd = os.open(path, os.O_RDWR)
+    fcntl.lockf(fd, fcntl.LOCK_EX)
+    ready.set()
+    time.sleep(120)
+
+
+def test_a_killed_lock_holder_never_stalls_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "counts"
+    storage = SharedMemoryStorage(path)
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    holder = context.Process(target=_hold_the_lock, args=(str(path), ready))
+    holder.start()
+    assert ready.wait(30)
+    os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    holder.join(10)
+    # The kernel released the dead process's lock: this returns instead of waiting for ever.
+    assert storage.acquire_sliding_window_entry("k", 10, 60).admitted
+
+
+def test_a_foreign_or_truncated_file_is_reinitialised(tmp_path: Path) -> None:
+    path = tmp_path / "counts"
+    path.write_bytes(b"not ours" * 3)
+    storage = SharedMemoryStorage(path, slots=64)
+    assert storage.acquire_sliding_window_entry("k", 10, 60).admitted
+    assert path.read_bytes()[:8] == b"SQLHTRL1"
+    assert path.stat().st_size == HEADER.size + 32 * 64
+    assert oct(path.stat().st_mode & 0o777) == "0o600"  # made private even though it existed
+
+
+def test_a_symlink_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").write_bytes(b"")
+    (tmp_path / "counts").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OSError):
+        SharedMemoryStorage(tmp_path / "counts")
+
+
+def test_a_full_table_reuses_stale_slots(tmp_path: Path) -> None:
+    clock = Clock(600.0)
+    storage = SharedMemoryStorage(tmp_path / "counts", slots=8, clock=clock)
+    for index in range(8):
+        assert storage.acquire_sliding_window_entry(f"old-{index}", 5, 60).admitted
+    clock.now += 180  # every slot is now stale
+    for index in range(8):
+        window = storage.acquire_sliding_window_entry(f"new-{index}", 5, 60)
+        assert window.admitted and window.current == 1 and window.previous == 0
+
+
+# -- Redis --------------------------------------------------------------------------------------------------------
+
+
+def test_redis_window_and_ttls(redis_url: str) -> None:
+    storage = RedisStorage(redis_url, prefix=f"sqlhttp-test-{uuid.uuid4().hex}:")
+    results = [storage.acquire_sliding_window_entry("k", 3, 60).admitted for _ in range(5)]
+    assert results == [True, True, True, False, False]
+    window = storage.get_sliding_window("k", 60)
+    assert window.current == 3 and 0 <= window.elapsed < 60
+    keys = list(storage._client.scan_iter(match=f"{storage._prefix}*"))
+    assert keys and all(0 < storage._client.pttl(key) <= 120_000 for key in keys)  # nothing lives for ever
+    storage.clear("k")
+    assert storage.get_sliding_window("k", 60).current == 0
+    storage.close()
+
+
+def _private_redis(port: int) -> subprocess.Popen[bytes]:
+    server = shutil.which("redis-server")
+    if server is None:
+        unavailable("redis-server (the binary)", FileNotFoundError("redis-server"))
+    process = subprocess.Popen([str(server), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if redis.Redis(port=port, socket_timeout=0.2).ping():
+                return process
+        except redis.RedisError:
+            time.sleep(0.05)
+    raise RuntimeError("private redis-server did not start")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_redis_going_away_and_coming_back(redis_url: str, make_client: Callable[..., Client],
+                                         sqlite_database: Database) -> None:
+    port = free_port()
+    process = _private_redis(port)
+    url = f"redis://127.0.0.1:{port}/0"
+    open_client = make_client(targets=targets_for(sqlite_database), rate_limit=100, rate_limit_storage=url)
+    closed_client = make_client(targets=targets_for(sqlite_database), rate_limit=100, rate_limit_storage=url,
+                                rate_limit_fail_open=False, rate_limit_namespace="closed")
+    try:
+        for client in (open_client, closed_client):
+            reply = client.query(sqlite_database, "select 1 as one")
+            assert reply.status == 200 and "ratelimit" in reply.headers
+        process.kill()
+        process.wait()
+        reply = open_client.query(sqlite_database, "select 1 as one")
+        assert reply.status == 200 and "ratelimit" not in reply.headers  # admitted, uncounted
+        reply = closed_client.query(sqlite_database, "select 1 as one")
+        assert reply.status == 503 and reply.json()["code"] == "RATE_LIMITER_UNAVAILABLE"
+        assert reply.headers["retry-after"] == "1"
+        process = _private_redis(port)
+        time.sleep(1.1)  # the storage retries Redis one second after a failure
+        for client in (open_client, closed_client):
+            reply = client.query(sqlite_database, "select 1 as one")
+            assert reply.status == 200 and "ratelimit" in reply.headers
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_unavailable_storage_raises_at_once(redis_url: str) -> None:
+    storage = RedisStorage(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2, retry_interval=30)
+    with pytest.raises(StorageUnavailable):
+        storage.acquire_sliding_window_entry("k", 1, 60)
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable):
+        storage.acquire_sliding_window_entry("k", 1, 60)
+    assert time.monotonic() - started < 0.15  # no connection attempt while marked down (a bound, not a benchmark)
+
+
+# -- the endpoint -------------------------------------------------------------------------------------------------
+
+
+def test_headers_on_every_admitted_answer(make_client: Callable[..., Client], sqlite_database: Database) -> None:
+    client = make_client(targets=targets_for(sqlite_database), rate_limit=50, rate_limit_storage="memory")
+    reply = client.query(sqlite_database, "select 1 as one")
+    assert reply.headers["ratelimit-policy"] == '"mount";q=50;w=60'
+    assert reply.headers["ratelimit"].startswith('"mount";r=49;t=')
+    error = client.query(sqlite_database, "select * from nowhere")
+    assert error.status == 400 and error.headers["ratelimit"].startswith('"mount";r=48;')
+
+
+def test_over_the_limit_is_429(make_client: Callable[..., Client], sqlite_database: Database) -> None:
+    client = make_client(targets=targets_for(sqlite_database), rate_limit=3, rate_limit_storage="memory")
+    statuses = [client.query(sqlite_database, "select 1").status for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+    reply = client.query(sqlite_database, "select 1")
+    body = reply.json()
+    assert (body["statusCode"], body["code"], body["error"]) == (429, "RATE_LIMITED", "Too Many Requests")
+    assert "3 requests per 60 s" in body["message"]
+    assert 1 <= int(reply.headers["retry-after"]) <= 60
+    assert reply.headers["ratelimit"].startswith('"mount";r=0;')
+    bad_json = client.post(b"{oops")  # refused before the body is even parsed
+    assert bad_json.status == 429
+
+
+def test_per_target_limits(make_client: Callable[..., Client], sqlite_database: Database, tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    targets = targets_for(sqlite_database)
+    targets["tight"] = Target(f"sqlite:///{other}", users={"lite": "lite-secret"}, rate_limit=2)
+    client = make_client(targets=targets, rate_limit=1000, rate_limit_storage="memory")
+    body = sqlite_database.body("select 1 as one")
+    tight = dict(body, cacheId="tight")
+    assert [client.post(tight).status for _ in range(3)] == [200, 200, 429]
+    assert client.post(tight).headers["ratelimit-policy"] == '"mount";q=1000;w=60, "target";q=2;w=60'
+    assert client.post(body).status == 200  # the other target is not limited by it
+
+
+def test_per_client_limits_and_trusted_proxies(make_client: Callable[..., Client], sqlite_database: Database) -> None:
+    client = make_client(targets=targets_for(sqlite_database), rate_limit_per_client=2, trusted_proxies=1,
+                         rate_limit_storage="memory")
+    body = sqlite_database.body("select 1 as one")
+
+    def from_client(address: str) -> int:
+        return client.post(body, headers={"X-Forwarded-For": f"203.0.113.9, {address}"}).status
+
+    assert [from_client("198.51.100.1") for _ in range(3)] == [200, 200, 429]
+    assert from_client("198.51.100.2") == 200
+
+
+def test_client_address() -> None:
+    headers = {"x-forwarded-for": "1.1.1.1, 2.2.2.2, 3.3.3.3"}
+    assert client_address("9.9.9.9", headers, 0) == "9.9.9.9"  # forwarded headers are ignored unless trusted
+    assert client_address("9.9.9.9", headers, 1) == "3.3.3.3"
+    assert client_address("9.9.9.9", headers, 2) == "2.2.2.2"
+    assert client_address("9.9.9.9", headers, 5) == "1.1.1.1"
+    assert client_address(None, {}, 1) == "unknown"
+
+
+def test_rate_limit_off(make_client: Callable[..., Client], sqlite_database: Database) -> None:
+    client = make_client(targets=targets_for(sqlite_database), rate_limit=0)
+    reply = client.query(sqlite_database, "select 1 as one")
+    assert reply.status == 200 and "ratelimit" not in reply.headers
