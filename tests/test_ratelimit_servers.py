@@ -106,6 +106,7 @@ def wait_for_room_in_the_window(needed: float = 12.0, window: float = 60.0) -> N
 def test_four_workers_admit_the_limit_exactly(gunicorn: Server) -> None:
     wait_for_room_in_the_window()
     outcomes = blast(gunicorn.port, 2000)
+    print(f"\nadmitted with {WORKERS} workers, limit {LIMIT}: {dict(outcomes)}")
     tolerance = max(WORKERS, LIMIT // 1000)
     assert LIMIT - tolerance <= outcomes[200] <= LIMIT + tolerance, outcomes
     assert outcomes[200] + outcomes[429] == 2000, outcomes
