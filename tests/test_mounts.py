@@ -161,3 +161,23 @@ async def test_asgi_standalone_handles_lifespan_and_404(sqlite_database: Databas
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_asgi_never_runs_database_work_on_the_event_loop(sqlite_database: Database) -> None:
+    import threading
+
+    app = ASGIMiddleware(None, targets=targets_for(sqlite_database))
+    threads: list[int] = []
+    original = app.core.handle
+
+    def recording(request: Any) -> Any:
+        threads.append(threading.get_ident())
+        return original(request)
+
+    app.core.handle = recording  # type: ignore[method-assign]
+    body = json.dumps(sqlite_database.body("select 1 as one")).encode()
+    sent = await asgi_call(app, http_scope("/sql"), [{"type": "http.request", "body": body}])
+    assert sent[0]["status"] == 200
+    assert threads and threads[0] != threading.get_ident()  # a worker thread of our own pool, not the loop's
+    app.close()
