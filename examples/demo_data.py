@@ -76,7 +76,8 @@ def demo_target(path: Path = DEMO_DATABASE) -> Target:
 def middleware_options() -> dict[str, Any]:
     """Options for the examples: everything SQLHTTP_* sets, with the SQLite demo when no targets are given."""
     options = options_from_env()
-    options.setdefault("targets", {"demo": demo_target()})
+    if "targets" not in options:
+        options["targets"] = {"demo": demo_target()}
     return options
 
 

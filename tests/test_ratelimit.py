@@ -291,7 +291,7 @@ def test_over_the_limit_is_429(make_client: Callable[..., Client], sqlite_databa
     body = reply.json()
     assert (body["statusCode"], body["code"], body["error"]) == (429, "RATE_LIMITED", "Too Many Requests")
     assert "3 requests per 60 s" in body["message"]
-    assert 1 <= int(reply.headers["retry-after"]) <= 60
+    assert 1 <= int(reply.headers["retry-after"]) <= 120  # at most the rest of this window and the next
     assert reply.headers["ratelimit"].startswith('"mount";r=0;')
     bad_json = client.post(b"{oops")  # refused before the body is even parsed
     assert bad_json.status == 429
