@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 
 from . import errors
-from .encoding import dumps
 from .engines import EngineCache
 from .execute import Query, Runner
 from .options import Options
@@ -53,7 +52,7 @@ class SQLHTTPCore:
     def __init__(self, **options: Any) -> None:
         self.options = Options.from_kwargs(**options)
         self.engines = EngineCache(self.options)
-        self.runner = Runner(self.engines, self.options.targets)
+        self.runner = Runner(self.engines, self.options)
         opts = self.options
         self.limiter = RateLimiter(
             limit=opts.rate_limit, window=opts.rate_limit_window, per_client=opts.rate_limit_per_client,
@@ -110,8 +109,7 @@ class SQLHTTPCore:
             admission = self.limiter.admit_request(request.client, request.headers)
             query = self.parse(request.body)
             self.limiter.admit_target(admission, query.target.name, self._target_policies[query.target.name])
-            result = self.runner.run(query)
-            response = Response(200, dumps(result.document(query)))
+            response = Response(200, self.runner.run(query))
         except errors.RateLimited as error:
             return self.error_response(error)  # carries its own rate-limit headers
         except errors.SQLHTTPError as error:
@@ -145,6 +143,11 @@ class SQLHTTPCore:
         row_mode = document.get("rowMode", "object")
         if row_mode not in _ROW_MODES:
             raise errors.BadRequest("the field 'rowMode' must be \"object\" or \"array\"", field="rowMode")
+        timeout = document.get("timeout")
+        if timeout is not None and (
+            not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout < 1e9
+        ):
+            raise errors.BadRequest("the field 'timeout' must be a positive number of seconds", field="timeout")
 
         target = self.options.targets.get(document["cacheId"])
         if target is None:
@@ -169,6 +172,7 @@ class SQLHTTPCore:
             bindings=bindings,
             shape=shape,
             row_mode=row_mode,
+            timeout=timeout,
         )
 
     # -- answers --------------------------------------------------------------------------------------------------

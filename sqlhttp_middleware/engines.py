@@ -274,6 +274,8 @@ class EngineCache:
             connect_args=support.connect_args(options.connect_timeout),
             hide_parameters=True,
         )
+        event.listen(engine, "connect", lambda dbapi_connection, record: support.on_connect(
+            dbapi_connection, target.read_only))
         event.listen(engine, "checkin", _mark_idle)
         event.listen(engine, "checkout", _check_alive(support))
         return engine

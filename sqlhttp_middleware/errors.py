@@ -24,6 +24,7 @@ __all__ = [
     "InternalError",
     "InvalidJSON",
     "MethodNotAllowed",
+    "MultipleStatements",
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
@@ -31,7 +32,10 @@ __all__ = [
     "ProviderMismatch",
     "RateLimited",
     "RateLimiterUnavailable",
+    "ReadOnlyTarget",
+    "ResultTooLarge",
     "SQLHTTPError",
+    "StatementTimeout",
     "TargetNotFound",
     "UnknownDatabase",
     "UnsupportedMediaType",
@@ -142,6 +146,15 @@ class DatabaseError(SQLHTTPError):
     code = "SQL_ERROR"
 
 
+class MultipleStatements(DatabaseError):
+    code = "MULTIPLE_STATEMENTS"
+
+
+class ReadOnlyTarget(DatabaseError):
+    status = 403
+    code = "READ_ONLY"
+
+
 class ConstraintViolation(DatabaseError):
     status = 409
     code = "CONSTRAINT_VIOLATION"
@@ -150,6 +163,16 @@ class ConstraintViolation(DatabaseError):
 class InternalError(SQLHTTPError):
     status = 500
     code = "INTERNAL_ERROR"
+
+
+class StatementTimeout(DatabaseError):
+    status = 504
+    code = "STATEMENT_TIMEOUT"
+
+
+class ResultTooLarge(SQLHTTPError):
+    status = 507
+    code = "RESULT_TOO_LARGE"
 
 
 class DatabaseUnavailable(SQLHTTPError):

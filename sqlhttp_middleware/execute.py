@@ -1,26 +1,38 @@
-"""Running one statement: bind, check out a connection, execute, fetch, encode, and leave nothing behind.
+"""Running one statement: bind, check out a connection, prepare its session, execute, stream and encode the rows
+within the caps, and leave nothing behind.
 
 Connections run in autocommit mode, so a single statement commits on success and undoes itself on failure without
 the extra BEGIN/COMMIT round trips. If the statement itself opened a transaction (``BEGIN``), it is rolled back
 before the connection goes back to the pool: the client has no later request in which to finish it.
+
+Every checkout re-applies the statement timeout and the read-only mode in the database session, so nothing a
+previous request set (``SET statement_timeout = 0``) outlives it. Rows are read in batches and encoded as they come;
+reading stops at ``max_rows`` rows or ``max_response_bytes`` bytes, so an oversized result is never held whole.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
 from sqlalchemy.engine import Dialect
 
 from . import errors
 from .bindings import compile_sql
 from .dialects import DialectSupport, dialect_support
+from .dialects.base import Session
 from .encoding import encode_row, encode_value
 from .engines import EngineCache, Lease
-from .options import ResolvedTarget
+from .options import Options, ResolvedTarget
+from .watchdog import Watchdog
 
-__all__ = ["Query", "Result", "Runner"]
+__all__ = ["Limits", "Query", "Runner"]
+
+BATCH = 500  # rows fetched and encoded at a time
+WATCHDOG_GRACE = 1.0  # seconds the database's own timeout gets before the watchdog steps in
 
 
 @dataclass(frozen=True)
@@ -33,43 +45,49 @@ class Query:
     bindings: list[Any] | dict[str, Any] | None
     shape: Literal["rows", "full"] = "rows"
     row_mode: Literal["object", "array"] = "object"
+    timeout: float | None = None  # the client's own, lower than the target's
 
 
 @dataclass(frozen=True)
-class Result:
-    columns: list[str]
-    types: list[str | None]
-    rows: list[list[Any]]  # already JSON-safe
-    row_count: int | None
-    last_insert_id: Any
+class Limits:
+    timeout: float
+    max_rows: int
+    max_bytes: int
+    read_only: bool
 
-    def document(self, query: Query) -> Any:
-        rows: list[Any] = self.rows
-        if query.row_mode == "object":
-            names = self.columns
-            rows = [dict(zip(names, row, strict=True)) for row in rows]
-        if query.shape == "rows":
-            return rows
-        return {
-            "columns": [{"name": name, "type": kind} for name, kind in zip(self.columns, self.types, strict=True)],
-            "rows": rows,
-            "rowCount": self.row_count,
-            "lastInsertId": encode_value(self.last_insert_id),
-        }
+
+@dataclass
+class _Rows:
+    pieces: list[bytes]
+    count: int
+    size: int
+    truncated: bool
 
 
 class Runner:
     """Executes queries against the targets of one middleware instance."""
 
-    def __init__(self, engines: EngineCache, targets: Mapping[str, ResolvedTarget]) -> None:
+    def __init__(self, engines: EngineCache, options: Options) -> None:
         self._engines = engines
+        targets: Mapping[str, ResolvedTarget] = options.targets
         # The quoting rules of each target's dialect, for identifier bindings; no connection needed. Built with
         # the qmark paramstyle so quoting does not double '%' (compile_sql does that once, for the whole text).
         self._dialects: dict[str, Dialect] = {
             name: t.url.get_dialect()(paramstyle="qmark") for name, t in targets.items()  # type: ignore[call-arg]
         }
+        self.limits = {
+            name: Limits(
+                timeout=t.statement_timeout or options.statement_timeout,
+                max_rows=t.max_rows or options.max_rows,
+                max_bytes=t.max_response_bytes or options.max_response_bytes,
+                read_only=t.read_only,
+            )
+            for name, t in targets.items()
+        }
+        self._watchdog = Watchdog()
 
-    def run(self, query: Query) -> Result:
+    def run(self, query: Query) -> bytes:
+        """The JSON answer to ``query``, or an :class:`errors.SQLHTTPError`."""
         target = query.target
         support = dialect_support(target.family)
         sql, params = compile_sql(
@@ -83,51 +101,111 @@ class Runner:
             raise errors.AuthenticationFailed(
                 f"authentication failed for user {query.username!r} on target {target.name!r}"
             )
+        limits = self.limits[target.name]
         with self._engines.connection(target, query.username, query.password, query.database) as lease:
-            return self._execute(lease, support, sql, params)
+            return self._execute(lease, support, sql, params, query, limits)
 
-    def _execute(self, lease: Lease, support: DialectSupport, sql: str, params: list[Any]) -> Result:
+    def _execute(self, lease: Lease, support: DialectSupport, sql: str, params: list[Any], query: Query,
+                 limits: Limits) -> bytes:
         connection = lease.dbapi_connection
-        dbapi_error: type[BaseException] = lease.entry.engine.dialect.loaded_dbapi.Error
-        cursor = connection.cursor()
+        engine = lease.entry.engine
+        dbapi_error: type[BaseException] = engine.dialect.loaded_dbapi.Error
+        timeout = min(limits.timeout, query.timeout) if query.timeout else limits.timeout
+        session = Session(timeout=timeout, read_only=limits.read_only, deadline=time.monotonic() + timeout)
+        watch: int | None = None
+        cursor: Any = None
         try:
-            cursor.execute(sql, params)
-            description = cursor.description
-            if description is None:
-                columns: list[str] = []
-                raw_rows: list[Any] = []
-                row_count = cursor.rowcount if cursor.rowcount >= 0 else None
-            else:
-                columns = [column[0] for column in description]
-                raw_rows = cursor.fetchall()
-                row_count = len(raw_rows)
-            types = support.column_types(cursor, raw_rows) if description is not None else []
-            result = Result(
-                columns=columns,
-                types=types,
-                rows=[encode_row(row) for row in raw_rows],
-                row_count=row_count,
-                last_insert_id=support.last_insert_id(cursor),
-            )
+            support.prepare_session(connection, session, engine.dialect)
+            if support.needs_watchdog(engine.dialect):
+                watch = self._watchdog.arm(session.deadline + WATCHDOG_GRACE,
+                                           lambda: support.kill_query(connection, engine))
+            cursor, batches = support.execute(connection, sql, params, BATCH)
+            columns, types, rows = self._read(lease, support, cursor, batches, query, limits)
+            body = self._document(query, limits, support, cursor, columns, types, rows)
         except dbapi_error as exc:
-            if lease.entry.engine.dialect.is_disconnect(exc, connection, cursor):  # type: ignore[arg-type]
+            if engine.dialect.is_disconnect(exc, connection, cursor):  # type: ignore[arg-type]
                 lease.broken = True
                 raise errors.DatabaseUnavailable(
                     "the connection to the database was lost while running the statement; "
                     "it may or may not have been applied",
                 ) from None
             self._leave_no_transaction(lease, support)
-            raise support.translate_error(exc) from None
+            raise support.translate_error(exc, timeout) from None
         finally:
-            try:
-                cursor.close()
-            except dbapi_error:
-                lease.broken = True
+            if watch is not None:
+                self._watchdog.disarm(watch)
+            self._close(lease, support, cursor, dbapi_error)
         self._leave_no_transaction(lease, support)
-        return result
+        return body
+
+    @staticmethod
+    def _read(lease: Lease, support: DialectSupport, cursor: Any, batches: Iterator[Any], query: Query,
+              limits: Limits) -> tuple[list[str], list[str | None], _Rows]:
+        rows = _Rows([], 0, 0, False)
+        columns: list[str] | None = None
+        types: list[str | None] = []
+        as_objects = query.row_mode == "object"
+        dumps = orjson.dumps
+        for batch in batches:
+            if columns is None:
+                columns = [column[0] for column in cursor.description]
+                types = support.column_types(cursor, batch)
+            for row in batch:
+                values = encode_row(row)
+                piece = dumps(dict(zip(columns, values, strict=True)) if as_objects else values)
+                if rows.count >= limits.max_rows or rows.size + len(piece) + 1 > limits.max_bytes:
+                    rows.truncated = True
+                    break
+                rows.pieces.append(piece)
+                rows.count += 1
+                rows.size += len(piece) + 1
+            if rows.truncated:
+                support.abandon(lease, cursor, batches)
+                break
+        if columns is None:
+            description = cursor.description
+            columns = [column[0] for column in description] if description else []
+            types = support.column_types(cursor, []) if description else []
+        return columns, types, rows
+
+    @staticmethod
+    def _document(query: Query, limits: Limits, support: DialectSupport, cursor: Any, columns: list[str],
+                  types: list[str | None], rows: _Rows) -> bytes:
+        array = b"[" + b",".join(rows.pieces) + b"]"
+        if query.shape == "rows":
+            if rows.truncated:
+                raise errors.ResultTooLarge(
+                    f"the result is larger than this target's limit of {limits.max_rows} rows or "
+                    f"{limits.max_bytes} bytes; add a LIMIT, or ask for \"shape\": \"full\" to receive the first "
+                    "rows marked truncated",
+                    maxRows=limits.max_rows,
+                    maxBytes=limits.max_bytes,
+                )
+            return array
+        row_count = rows.count if cursor.description is not None or columns else support.row_count(cursor)
+        return b"".join([
+            b'{"columns":',
+            orjson.dumps([{"name": name, "type": kind} for name, kind in zip(columns, types, strict=True)]),
+            b',"rows":', array,
+            b',"rowCount":', orjson.dumps(row_count),
+            b',"lastInsertId":', orjson.dumps(encode_value(support.last_insert_id(cursor))),
+            b',"truncated":', b"true" if rows.truncated else b"false",
+            b"}",
+        ])
+
+    @staticmethod
+    def _close(lease: Lease, support: DialectSupport, cursor: Any, dbapi_error: type[BaseException]) -> None:
+        try:
+            support.end_session(lease.dbapi_connection)
+            if cursor is not None and not lease.broken:
+                cursor.close()
+        except dbapi_error:
+            lease.broken = True
 
     @staticmethod
     def _leave_no_transaction(lease: Lease, support: DialectSupport) -> None:
+        if lease.broken:
+            return
         connection = lease.dbapi_connection
         try:
             if support.in_transaction(connection):

@@ -53,6 +53,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("rate_limit_fail_open", True, "While the storage (Redis) is unreachable: admit (true) or refuse (false).",
            bool),
     Option("trusted_proxies", 0, "Proxies in front of the app whose X-Forwarded-For is believed; 0: none.", int),
+    Option("statement_timeout", 30.0, "Seconds a statement may run before the database cancels it (504).", float),
+    Option("max_rows", 100_000, "Most rows one answer may carry.", int),
+    Option("max_response_bytes", 10 * 1024 * 1024, "Most bytes of rows one answer may carry.", int),
 )
 
 _PROVIDERS = {
@@ -85,12 +88,18 @@ class Target:
     send ``sqlite``; ``providers=("postgres",)`` lets it reach a SQLite target.
 
     ``rate_limit`` caps the requests to this target per rate-limit window, on top of the mount's limit.
+    ``read_only`` makes every session read-only, enforced by the database. ``statement_timeout``, ``max_rows`` and
+    ``max_response_bytes`` override the mount's options for this target.
     """
 
     url: str
     users: Mapping[str, str] = field(default_factory=dict)
     providers: tuple[str, ...] = ()
     rate_limit: int | None = None
+    read_only: bool = False
+    statement_timeout: float | None = None
+    max_rows: int | None = None
+    max_response_bytes: int | None = None
 
 
 TargetSpec = str | Target
@@ -105,6 +114,10 @@ class ResolvedTarget:
     fixed_database: str | None
     user_digests: Mapping[str, bytes] = field(repr=False)
     rate_limit: int | None = None
+    read_only: bool = False
+    statement_timeout: float | None = None
+    max_rows: int | None = None
+    max_response_bytes: int | None = None
 
     def check_user(self, username: str, password: str) -> bool:
         """Constant-time check of a SQLite target's declared login."""
@@ -114,6 +127,10 @@ class ResolvedTarget:
             hmac.compare_digest(offered, offered)  # same work whether or not the user exists
             return False
         return hmac.compare_digest(expected, offered)
+
+
+def _positive_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 def _digest(secret: str) -> bytes:
@@ -186,6 +203,14 @@ def _resolve(name: object, spec: object) -> ResolvedTarget:
         not isinstance(target.rate_limit, int) or isinstance(target.rate_limit, bool) or target.rate_limit < 1
     ):
         raise ConfigurationError(f"targets[{name!r}].rate_limit: a positive integer, or None for no limit of its own")
+    if not isinstance(target.read_only, bool):
+        raise ConfigurationError(f"targets[{name!r}].read_only: True or False")
+    if target.statement_timeout is not None and not _positive_number(target.statement_timeout):
+        raise ConfigurationError(f"targets[{name!r}].statement_timeout: a positive number of seconds, or None")
+    for cap in ("max_rows", "max_response_bytes"):
+        value = getattr(target, cap)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigurationError(f"targets[{name!r}].{cap}: a positive integer, or None for the mount's")
     known_providers = frozenset().union(*_PROVIDERS.values())
     if isinstance(target.providers, str) or not set(target.providers) <= known_providers:
         raise ConfigurationError(
@@ -199,6 +224,10 @@ def _resolve(name: object, spec: object) -> ResolvedTarget:
         fixed_database=url.database if family != "sqlite" else None,
         user_digests={user: _digest(password) for user, password in target.users.items()},
         rate_limit=target.rate_limit,
+        read_only=target.read_only,
+        statement_timeout=target.statement_timeout,
+        max_rows=target.max_rows,
+        max_response_bytes=target.max_response_bytes,
     )
 
 
@@ -242,6 +271,9 @@ class Options:
     rate_limit_namespace: str
     rate_limit_fail_open: bool
     trusted_proxies: int
+    statement_timeout: float
+    max_rows: int
+    max_response_bytes: int
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> Options:
@@ -253,7 +285,8 @@ class Options:
         path = values["path"]
         if not isinstance(path, str) or not path.startswith("/") or (path.endswith("/") and path != "/"):
             raise ConfigurationError(f"path: must start with '/' and not end with one, got {path!r}")
-        for name in ("pool_size", "max_engines", "max_body_bytes", "executor_threads"):
+        positive = ("pool_size", "max_engines", "max_body_bytes", "executor_threads", "max_rows", "max_response_bytes")
+        for name in positive:
             value = values[name]
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigurationError(f"{name}: must be a positive integer, got {value!r}")
@@ -267,9 +300,10 @@ class Options:
         _check_storage(values["rate_limit_storage"])
         if not isinstance(values["rate_limit_namespace"], str):
             raise ConfigurationError("rate_limit_namespace: must be a string")
-        for name in ("pool_timeout", "idle_timeout", "engine_idle_timeout", "connect_timeout", "rate_limit_window"):
+        for name in ("pool_timeout", "idle_timeout", "engine_idle_timeout", "connect_timeout", "rate_limit_window",
+                     "statement_timeout"):
             value = values[name]
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            if not _positive_number(value):
                 raise ConfigurationError(f"{name}: must be a positive number of seconds, got {value!r}")
             values[name] = float(value)
         values["targets"] = resolve_targets(values["targets"])

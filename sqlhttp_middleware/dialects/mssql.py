@@ -1,0 +1,50 @@
+"""SQL Server through pymssql."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import errors
+from .base import DialectSupport, auth_failed
+
+
+class MSSQLSupport(DialectSupport):
+    """SQL Server through pymssql (FreeTDS, bundled in its wheel). No SQL Server runs in our test suite."""
+
+    family = "mssql"
+
+    def connect_args(self, connect_timeout: float) -> dict[str, Any]:
+        return {"login_timeout": max(1, round(connect_timeout))}
+
+    def column_types(self, cursor: Any, rows: list[Any]) -> list[str | None]:
+        return [_MSSQL_TYPES.get(column[1]) for column in cursor.description]
+
+    def in_transaction(self, dbapi_connection: Any) -> bool:
+        return False  # autocommit mode; an explicit BEGIN TRANSACTION is undone by the rollback on error paths
+
+    def translate_connect_error(self, exc: BaseException, target: str, username: str) -> errors.SQLHTTPError:
+        if self._number(exc) == 18456:
+            return auth_failed(target, username)
+        if self._number(exc) == 4060:
+            return errors.UnknownDatabase(f"cannot open the requested database on target {target!r}")
+        return super().translate_connect_error(exc, target, username)
+
+    @staticmethod
+    def _number(exc: BaseException) -> int | None:
+        args: tuple[Any, ...] = getattr(exc, "args", ())
+        return args[0] if args and isinstance(args[0], int) else None
+
+    def error_code(self, exc: BaseException) -> str | None:
+        number = self._number(exc)
+        return None if number is None else str(number)
+
+    def error_message(self, exc: BaseException) -> str:
+        args: tuple[Any, ...] = getattr(exc, "args", ())
+        if len(args) >= 2:
+            text = args[1].decode("utf-8", "replace") if isinstance(args[1], bytes) else str(args[1])
+            # pymssql appends "DB-Lib error message ..." lines that repeat the server's text with host details.
+            return text.split("DB-Lib error message", 1)[0].strip() or "the statement failed"
+        return super().error_message(exc)
+
+
+_MSSQL_TYPES: dict[int, str] = {1: "string", 2: "binary", 3: "number", 4: "datetime", 5: "decimal"}

@@ -1,0 +1,120 @@
+"""MySQL and MariaDB through PyMySQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from .. import errors
+from .base import DialectSupport, Session, auth_failed, fetch_batches
+
+
+class MySQLSupport(DialectSupport):
+    family = "mysql"
+
+    def connect_args(self, connect_timeout: float) -> dict[str, Any]:
+        import pymysql.converters
+        from pymysql.constants import FIELD_TYPE
+
+        conversions = dict(pymysql.converters.conversions)
+        # TIME as a time of day, not a timedelta, when it is one; out-of-range TIMEs stay the server's string.
+        conversions[FIELD_TYPE.TIME] = pymysql.converters.convert_time
+        # MySQL's JSON type arrives as text; parse it so it travels as nested JSON. (MariaDB's JSON is LONGTEXT,
+        # indistinguishable on the wire, and stays a string.)
+        import orjson
+
+        conversions[FIELD_TYPE.JSON] = orjson.loads
+        return {"connect_timeout": connect_timeout, "conv": conversions, "local_infile": False}
+
+    def prepare_session(self, dbapi_connection: Any, session: Session, server: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            if getattr(server, "is_mariadb", False):
+                # MariaDB's max_statement_time covers every statement, not only SELECT.
+                cursor.execute("SET SESSION max_statement_time = %s, SESSION tx_read_only = %s",
+                               (session.timeout, int(session.read_only)))
+            else:
+                # MySQL's max_execution_time covers only SELECT: the watchdog covers the rest.
+                cursor.execute("SET SESSION max_execution_time = %s, SESSION transaction_read_only = %s",
+                               (max(1, round(session.timeout * 1000)), int(session.read_only)))
+
+    def needs_watchdog(self, server: Any) -> bool:
+        return not getattr(server, "is_mariadb", False)
+
+    def kill_query(self, dbapi_connection: Any, engine: Any) -> None:
+        """From a connection of its own: stop what ``dbapi_connection`` is running (the watchdog's action)."""
+        cargs, cparams = engine.dialect.create_connect_args(engine.url)
+        killer = engine.dialect.loaded_dbapi.connect(*cargs, **cparams)
+        try:
+            with killer.cursor() as cursor:
+                cursor.execute("KILL QUERY %s", (dbapi_connection.thread_id(),))
+        finally:
+            killer.close()
+
+    def execute(self, dbapi_connection: Any, sql: str, params: list[Any], batch: int) -> tuple[Any, Iterator[Any]]:
+        import pymysql.cursors
+
+        # Unbuffered: rows are read from the socket as they are consumed, never all at once.
+        cursor = dbapi_connection.cursor(pymysql.cursors.SSCursor)
+        cursor.execute(sql, params)
+        return cursor, fetch_batches(cursor, batch)
+
+    def abandon(self, lease: Any, cursor: Any, batches: Iterator[Any]) -> None:
+        # Reading the rest to reuse the connection could take as long as the result is large: drop it instead.
+        lease.broken = True
+
+    def is_timeout(self, exc: BaseException) -> bool:
+        return self._errno(exc) in (1969, 3024, 1317)
+
+    def is_read_only_refusal(self, exc: BaseException) -> bool:
+        return self._errno(exc) == 1792
+
+    def column_types(self, cursor: Any, rows: list[Any]) -> list[str | None]:
+        return [_MYSQL_TYPES.get(column[1], str(column[1])) for column in cursor.description]
+
+    def in_transaction(self, dbapi_connection: Any) -> bool:
+        from pymysql.constants import SERVER_STATUS
+
+        return bool(dbapi_connection.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS)
+
+    def socket_fd(self, dbapi_connection: Any) -> int | None:
+        sock = dbapi_connection._sock
+        return -1 if sock is None else int(sock.fileno())
+
+    def last_insert_id(self, cursor: Any) -> int | None:
+        return int(cursor.lastrowid) if cursor.lastrowid else None
+
+    def row_count(self, cursor: Any) -> int | None:
+        return int(cursor.rowcount) if cursor.rowcount is not None and cursor.rowcount >= 0 else None
+
+    def translate_connect_error(self, exc: BaseException, target: str, username: str) -> errors.SQLHTTPError:
+        code = self._errno(exc)
+        if code in (1045, 1698):
+            return auth_failed(target, username)
+        if code == 1049:
+            return errors.UnknownDatabase(f"{self.error_message(exc)} on target {target!r}")
+        if code in (1044, 1227):
+            return errors.PermissionDenied(self.error_message(exc))
+        return super().translate_connect_error(exc, target, username)
+
+    @staticmethod
+    def _errno(exc: BaseException) -> int | None:
+        args: tuple[Any, ...] = getattr(exc, "args", ())
+        return args[0] if args and isinstance(args[0], int) else None
+
+    def error_code(self, exc: BaseException) -> str | None:
+        code = self._errno(exc)
+        return None if code is None else str(code)
+
+    def error_message(self, exc: BaseException) -> str:
+        args: tuple[Any, ...] = getattr(exc, "args", ())
+        if len(args) >= 2 and isinstance(args[1], str):
+            return args[1]
+        return super().error_message(exc)
+
+
+_MYSQL_TYPES: dict[int, str] = {
+    0: "decimal", 1: "tinyint", 2: "smallint", 3: "int", 4: "float", 5: "double", 6: "null", 7: "timestamp",
+    8: "bigint", 9: "mediumint", 10: "date", 11: "time", 12: "datetime", 13: "year", 15: "varchar", 16: "bit",
+    245: "json", 246: "decimal", 247: "enum", 248: "set", 249: "tinyblob", 250: "mediumblob", 251: "longblob",
+    252: "blob", 253: "varchar", 254: "char", 255: "geometry",
+}

@@ -1,0 +1,74 @@
+"""SQLite through the standard library's sqlite3."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+from .. import errors
+from .base import DialectSupport, Session
+
+
+class SQLiteSupport(DialectSupport):
+    family = "sqlite"
+    paramstyle = "qmark"
+
+    def connect_args(self, connect_timeout: float) -> dict[str, Any]:
+        # Pooled connections move between threads; each is used by one request at a time.
+        return {"check_same_thread": False, "timeout": connect_timeout}
+
+    def column_types(self, cursor: Any, rows: list[Any]) -> list[str | None]:
+        # sqlite3 reports no column types; report the storage class of the first non-null value.
+        types: list[str | None] = []
+        for index in range(len(cursor.description)):
+            value = next((row[index] for row in rows if row[index] is not None), None)
+            types.append(_SQLITE_TYPES.get(type(value)))
+        return types
+
+    def on_connect(self, dbapi_connection: Any, read_only: bool) -> None:
+        # Clients never choose files: no ATTACH or DETACH, whatever the SQL says. A read-only target may not turn
+        # query_only off. The authorizer runs inside SQLite, for every statement it prepares.
+        def authorize(action: int, arg1: str | None, arg2: str | None, database: str | None,
+                      trigger: str | None) -> int:
+            if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+                return sqlite3.SQLITE_DENY
+            if read_only and action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() == "query_only" and arg2:
+                return sqlite3.SQLITE_DENY
+            return sqlite3.SQLITE_OK
+
+        dbapi_connection.set_authorizer(authorize)
+
+    def prepare_session(self, dbapi_connection: Any, session: Session, server: Any) -> None:
+        dbapi_connection.execute(f"PRAGMA query_only = {int(session.read_only)}")
+        deadline = session.deadline
+        clock = time.monotonic
+        # Called every 1,000 virtual-machine instructions: a non-zero answer interrupts the statement.
+        dbapi_connection.set_progress_handler(lambda: clock() > deadline, 1000)
+
+    def end_session(self, dbapi_connection: Any) -> None:
+        dbapi_connection.set_progress_handler(None, 0)
+
+    def is_timeout(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and str(exc) == "interrupted"
+
+    def is_read_only_refusal(self, exc: BaseException) -> bool:
+        return "readonly database" in str(exc)
+
+    def is_multiple_statements(self, exc: BaseException) -> bool:
+        return "one statement at a time" in str(exc)
+
+    def in_transaction(self, dbapi_connection: Any) -> bool:
+        return bool(dbapi_connection.in_transaction)
+
+    def last_insert_id(self, cursor: Any) -> int | None:
+        return int(cursor.lastrowid) if cursor.lastrowid else None
+
+    def translate_connect_error(self, exc: BaseException, target: str, username: str) -> errors.SQLHTTPError:
+        return errors.DatabaseUnavailable(f"could not open the database file of target {target!r}")
+
+    def error_code(self, exc: BaseException) -> str | None:
+        return getattr(exc, "sqlite_errorname", None)
+
+
+_SQLITE_TYPES: dict[type, str] = {int: "integer", float: "real", str: "text", bytes: "blob"}

@@ -1,0 +1,55 @@
+"""One thread that stops statements the database's own timeout does not cover (MySQL's max_execution_time covers
+only SELECT). Arming and disarming cost a heap operation under a lock; no thread is started per request."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+__all__ = ["Watchdog"]
+
+logger = logging.getLogger("sqlhttp_middleware.watchdog")
+
+
+class Watchdog:
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._live: set[int] = set()
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, deadline: float, action: Callable[[], None]) -> int:
+        """Run ``action`` at ``deadline`` (``time.monotonic()``) unless disarmed first. Returns a handle."""
+        handle = next(self._ids)
+        with self._condition:
+            heapq.heappush(self._heap, (deadline, handle, action))
+            self._live.add(handle)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="sqlhttp-watchdog", daemon=True)
+                self._thread.start()
+            self._condition.notify()
+        return handle
+
+    def disarm(self, handle: int) -> None:
+        with self._condition:
+            self._live.discard(handle)
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._condition.wait(timeout)
+                _, handle, action = heapq.heappop(self._heap)
+                if handle not in self._live:
+                    continue
+                self._live.discard(handle)
+            try:
+                action()
+            except Exception:  # the statement may have ended meanwhile; nothing else to do
+                logger.warning("sqlhttp-middleware: the watchdog could not stop a statement", exc_info=True)
