@@ -47,9 +47,17 @@ CREATE USER IF NOT EXISTS '${MY_USER}'@'127.0.0.1' IDENTIFIED BY '${sql_password
 ALTER USER '${MY_USER}'@'%' IDENTIFIED BY '${sql_password}';
 ALTER USER '${MY_USER}'@'localhost' IDENTIFIED BY '${sql_password}';
 ALTER USER '${MY_USER}'@'127.0.0.1' IDENTIFIED BY '${sql_password}';
-GRANT ALL PRIVILEGES ON *.* TO '${MY_USER}'@'%';
-GRANT ALL PRIVILEGES ON *.* TO '${MY_USER}'@'localhost';
-GRANT ALL PRIVILEGES ON *.* TO '${MY_USER}'@'127.0.0.1';
+SQL
+
+# Least privilege: all rights on the test suite's own databases (sqlhttp_test_*), nothing global: no FILE (so no
+# INTO OUTFILE), no PROCESS, no SUPER. Revoked first, so a machine prepared by an older script is brought in line.
+for host in '%' localhost 127.0.0.1; do
+  "${MARIADB[@]}" <<SQL
+REVOKE ALL PRIVILEGES, GRANT OPTION FROM '${MY_USER}'@'${host}';
+GRANT ALL PRIVILEGES ON \`sqlhttp\\_test\\_%\`.* TO '${MY_USER}'@'${host}';
+SQL
+done
+"${MARIADB[@]}" <<SQL
 FLUSH PRIVILEGES;
 SQL
 

@@ -74,7 +74,7 @@ class Database:
         engine = self.admin()
         try:
             with engine.begin() as connection:
-                result = connection.exec_driver_sql(sql, params or ())  # type: ignore[arg-type]
+                result = connection.exec_driver_sql(sql, params) if params else connection.exec_driver_sql(sql)
                 return list(result) if result.returns_rows else []
         finally:
             engine.dispose()
@@ -234,13 +234,26 @@ def portal() -> Iterator[BlockingPortal]:
         yield blocking_portal
 
 
-@pytest.fixture(params=["wsgi", "asgi"])
+MOUNTS = ["wsgi", "asgi", "django", "django-async"]
+
+
+@pytest.fixture(params=MOUNTS)
 def make_client(request: pytest.FixtureRequest, portal: BlockingPortal) -> Iterator[Callable[..., Client]]:
-    """Build a client over a middleware with the given options, on the parametrized mount."""
+    """Build a client over a middleware with the given options, on the parametrized mount.
+
+    Django's settings are process-wide, so a test makes one client at a time on the Django mounts.
+    """
     made: list[Client] = []
 
     def make(**options: Any) -> Client:
-        client = make_wsgi_client(options) if request.param == "wsgi" else make_asgi_client(options, portal)
+        if request.param == "wsgi":
+            client = make_wsgi_client(options)
+        elif request.param == "asgi":
+            client = make_asgi_client(options, portal)
+        else:
+            from .django_support import make_django_client
+
+            client = make_django_client(options, asynchronous=request.param == "django-async")
         made.append(client)
         return client
 

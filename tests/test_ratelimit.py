@@ -24,7 +24,7 @@ from sqlhttp_middleware.ratelimit.redis import RedisStorage
 from sqlhttp_middleware.ratelimit.shm import HEADER, SharedMemoryStorage
 from sqlhttp_middleware.ratelimit.storage import MemoryStorage, SlidingWindow, Storage, StorageUnavailable
 
-from .conftest import Client, Database, targets_for, unavailable
+from .conftest import Client, Database, make_wsgi_client, targets_for, unavailable
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -238,8 +238,10 @@ def test_redis_going_away_and_coming_back(redis_url: str, make_client: Callable[
     process = _private_redis(port)
     url = f"redis://127.0.0.1:{port}/0"
     open_client = make_client(targets=targets_for(sqlite_database), rate_limit=100, rate_limit_storage=url)
-    closed_client = make_client(targets=targets_for(sqlite_database), rate_limit=100, rate_limit_storage=url,
-                                rate_limit_fail_open=False, rate_limit_namespace="closed")
+    # The second middleware on the WSGI mount: Django's settings allow one client at a time.
+    closed_client = make_wsgi_client({"targets": targets_for(sqlite_database), "rate_limit": 100,
+                                      "rate_limit_storage": url, "rate_limit_fail_open": False,
+                                      "rate_limit_namespace": "closed"})
     try:
         for client in (open_client, closed_client):
             reply = client.query(sqlite_database, "select 1 as one")
@@ -257,6 +259,7 @@ def test_redis_going_away_and_coming_back(redis_url: str, make_client: Callable[
             reply = client.query(sqlite_database, "select 1 as one")
             assert reply.status == 200 and "ratelimit" in reply.headers
     finally:
+        closed_client.middleware.close()
         process.kill()
         process.wait()
 

@@ -59,7 +59,12 @@ class MySQLSupport(DialectSupport):
         return cursor, fetch_batches(cursor, batch)
 
     def abandon(self, lease: Any, cursor: Any, batches: Iterator[Any]) -> None:
-        # Reading the rest to reuse the connection could take as long as the result is large: drop it instead.
+        # Reading the rest to reuse the connection could take as long as the result is large: drop the connection
+        # instead. PyMySQL would try to read the rest when the cursor and result are collected, so detach them.
+        result = getattr(cursor, "_result", None)
+        if result is not None:
+            result.unbuffered_active = False
+        cursor.connection = None
         lease.broken = True
 
     def is_timeout(self, exc: BaseException) -> bool:

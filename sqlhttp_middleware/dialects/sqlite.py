@@ -33,7 +33,8 @@ class SQLiteSupport(DialectSupport):
                       trigger: str | None) -> int:
             if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
                 return sqlite3.SQLITE_DENY
-            if read_only and action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() == "query_only" and arg2:
+            if (read_only and action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() == "query_only"
+                    and arg2 is not None and arg2.strip().lower() not in ("1", "on", "yes", "true")):
                 return sqlite3.SQLITE_DENY
             return sqlite3.SQLITE_OK
 
