@@ -42,7 +42,7 @@ class SQLHTTPMiddleware:
             return
         headers = _headers(scope)
         method = scope["method"].upper()
-        response = self.core.check_head(method, headers)
+        response = self.core.check_head(method, headers, _route_path(scope))
         if response is None:
             body = await _read_body(receive, self.core.options.max_body_bytes)
             if body is None:

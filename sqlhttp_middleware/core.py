@@ -15,10 +15,12 @@ from typing import Any
 import orjson
 
 from . import errors
+from .auth import AuthContext, Authenticator
 from .engines import EngineCache
-from .execute import Query, Runner
+from .execute import Login, Query, Runner
+from .openapi import openapi_document
 from .options import Options
-from .ratelimit import Admission, RateLimiter, namespace_for
+from .ratelimit import Admission, RateLimiter, client_address, namespace_for
 
 __all__ = ["Request", "Response", "SQLHTTPCore"]
 
@@ -61,14 +63,19 @@ class SQLHTTPCore:
             namespace=opts.rate_limit_namespace or namespace_for(opts.path, list(opts.targets)),
         )
         self._target_policies = {name: self.limiter.target_policy(t.rate_limit) for name, t in opts.targets.items()}
+        self.auth = Authenticator(hook=opts.authorize, attempts=opts.login_attempts, window=opts.login_window,
+                                  storage=self.limiter.shared_storage)
 
     # -- routing and the request head -----------------------------------------------------------------------------
 
     def matches(self, path: str) -> bool:
-        return path == self.options.path
+        return path == self.options.path or (bool(self.options.openapi_path) and path == self.options.openapi_path)
 
-    def check_head(self, method: str, headers: Mapping[str, str]) -> Response | None:
-        """Refuse what can be refused before reading the body: wrong method, media type, or declared size."""
+    def check_head(self, method: str, headers: Mapping[str, str], path: str | None = None) -> Response | None:
+        """Answer what can be answered before reading the body: the OpenAPI document, a wrong method, media type,
+        or declared size."""
+        if path is not None and path == self.options.openapi_path and path != self.options.path:
+            return self._openapi(method)
         try:
             if method != "POST":
                 raise errors.MethodNotAllowed(
@@ -90,6 +97,12 @@ class SQLHTTPCore:
             return self.error_response(error)
         return None
 
+    def _openapi(self, method: str) -> Response:
+        if method not in ("GET", "HEAD"):
+            return self.error_response(errors.MethodNotAllowed(
+                f"{method} is not allowed on {self.options.openapi_path}; GET it", headers={"Allow": "GET, HEAD"}))
+        return Response(200, openapi_document(self.options.path), [("content-type", "application/json")])
+
     def too_large(self) -> errors.PayloadTooLarge:
         return errors.PayloadTooLarge(
             f"the request body is larger than the limit of {self.options.max_body_bytes} bytes"
@@ -101,7 +114,7 @@ class SQLHTTPCore:
         """Answer one request to the endpoint. Blocking; never raises."""
         admission: Admission | None = None
         try:
-            refused = self.check_head(request.method, request.headers)
+            refused = self.check_head(request.method, request.headers, request.path)
             if refused is not None:
                 return refused
             if len(request.body) > self.options.max_body_bytes:
@@ -109,7 +122,7 @@ class SQLHTTPCore:
             admission = self.limiter.admit_request(request.client, request.headers)
             query = self.parse(request.body)
             self.limiter.admit_target(admission, query.target.name, self._target_policies[query.target.name])
-            response = Response(200, self.runner.run(query))
+            response = Response(200, self._run(request, query))
         except errors.RateLimited as error:
             return self.error_response(error)  # carries its own rate-limit headers
         except errors.SQLHTTPError as error:
@@ -174,6 +187,36 @@ class SQLHTTPCore:
             row_mode=row_mode,
             timeout=timeout,
         )
+
+    def _run(self, request: Request, query: Query) -> bytes:
+        """Authenticate (behind the brute-force brake), then run."""
+        target = query.target
+        client = client_address(request.client, request.headers, self.options.trusted_proxies)
+        self.auth.check_throttle(client, target.name, query.username)
+        try:
+            login = self._authenticate(request, query, client)
+            return self.runner.run(query, login)
+        except errors.AuthenticationFailed:
+            self.auth.record_failure(client, target.name, query.username)
+            raise
+
+    def _authenticate(self, request: Request, query: Query, client: str) -> Login:
+        target = query.target
+        self.auth.authorize(AuthContext(
+            method=request.method, path=request.path, headers=request.headers, client=client, target=target.name,
+            username=query.username, database=query.database, sql=query.sql,
+        ))
+        if target.family != "sqlite" and not target.server_login:
+            return Login(query.username, query.password, query.database)  # the database checks it
+        authorization = request.headers.get("authorization")
+        if authorization is not None and target.api_keys:
+            self.auth.check_api_key(target.name, target.api_keys, authorization)
+        elif target.users:
+            self.auth.check_login(target.name, target.users, query.username, query.password)
+        elif self.options.authorize is None:
+            raise errors.AuthenticationFailed(f"target {target.name!r} takes an API key: send Authorization: Bearer")
+        url = target.url
+        return Login(url.username or "", url.password or "", url.database or query.database)
 
     # -- answers --------------------------------------------------------------------------------------------------
 

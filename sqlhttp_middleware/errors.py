@@ -23,6 +23,7 @@ __all__ = [
     "DatabaseUnavailable",
     "InternalError",
     "InvalidJSON",
+    "LoginThrottled",
     "MethodNotAllowed",
     "MultipleStatements",
     "NotFound",
@@ -137,6 +138,11 @@ class UnsupportedMediaType(SQLHTTPError):
 class RateLimited(SQLHTTPError):
     status = 429
     code = "RATE_LIMITED"
+
+
+class LoginThrottled(SQLHTTPError):
+    status = 429
+    code = "LOGIN_THROTTLED"
 
 
 class DatabaseError(SQLHTTPError):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
@@ -29,7 +29,7 @@ from .engines import EngineCache, Lease
 from .options import Options, ResolvedTarget
 from .watchdog import Watchdog
 
-__all__ = ["Limits", "Query", "Runner"]
+__all__ = ["Limits", "Login", "Query", "Runner"]
 
 BATCH = 500  # rows fetched and encoded at a time
 WATCHDOG_GRACE = 1.0  # seconds the database's own timeout gets before the watchdog steps in
@@ -46,6 +46,15 @@ class Query:
     shape: Literal["rows", "full"] = "rows"
     row_mode: Literal["object", "array"] = "object"
     timeout: float | None = None  # the client's own, lower than the target's
+
+
+@dataclass(frozen=True)
+class Login:
+    """The database login a query runs with: the client's own, or the one its target's URL holds."""
+
+    username: str
+    password: str = field(repr=False)
+    database: str
 
 
 @dataclass(frozen=True)
@@ -86,8 +95,8 @@ class Runner:
         }
         self._watchdog = Watchdog()
 
-    def run(self, query: Query) -> bytes:
-        """The JSON answer to ``query``, or an :class:`errors.SQLHTTPError`."""
+    def run(self, query: Query, login: Login) -> bytes:
+        """The JSON answer to ``query``, run with the database ``login``, or an :class:`errors.SQLHTTPError`."""
         target = query.target
         support = dialect_support(target.family)
         sql, params = compile_sql(
@@ -97,12 +106,8 @@ class Runner:
             paramstyle=support.paramstyle,  # type: ignore[arg-type]
             quote_identifier=self._dialects[target.name].identifier_preparer.quote_identifier,
         )
-        if target.family == "sqlite" and not target.check_user(query.username, query.password):
-            raise errors.AuthenticationFailed(
-                f"authentication failed for user {query.username!r} on target {target.name!r}"
-            )
         limits = self.limits[target.name]
-        with self._engines.connection(target, query.username, query.password, query.database) as lease:
+        with self._engines.connection(target, login.username, login.password, login.database) as lease:
             return self._execute(lease, support, sql, params, query, limits)
 
     def _execute(self, lease: Lease, support: DialectSupport, sql: str, params: list[Any], query: Query,

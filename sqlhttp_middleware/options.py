@@ -7,8 +7,6 @@ documents each of them and a test keeps the two in step.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +54,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("statement_timeout", 30.0, "Seconds a statement may run before the database cancels it (504).", float),
     Option("max_rows", 100_000, "Most rows one answer may carry.", int),
     Option("max_response_bytes", 10 * 1024 * 1024, "Most bytes of rows one answer may carry.", int),
+    Option("openapi_path", "", "Where to serve the endpoint's OpenAPI document (GET); empty: not served.", str),
+    Option("authorize", None, "A hook called with an AuthContext for every request; may refuse it (401/403)."),
+    Option("login_attempts", 10, "Failed logins per client address, target and username before 429; 0: no brake.",
+           int),
+    Option("login_window", 300.0, "Seconds over which failed logins are counted.", float),
 )
 
 _PROVIDERS = {
@@ -80,9 +83,13 @@ _SCHEMES = {
 class Target:
     """A database location clients may name by ``cacheId``; never chosen by the client.
 
-    ``url`` gives the dialect, host and port (and the file, for SQLite), but no login: for network databases the
-    login comes from each request and is checked by the database. SQLite has no login of its own, so a SQLite target
-    declares the ``users`` (name to password) it accepts; the middleware checks them in constant time.
+    ``url`` gives the dialect, host and port (and the file, for SQLite). Without a login in it, each request's
+    login is the database's own, checked by the database. With one (``postgresql://app:secret@host/db``), the
+    server holds the credentials, and clients authenticate to the middleware: with a username and password from
+    ``users``, or ``Authorization: Bearer <key>`` with a key from ``api_keys`` (values hashed with
+    :func:`~sqlhttp_middleware.auth.hash_password` / :func:`~sqlhttp_middleware.auth.hash_api_key`; plain values
+    are accepted for development), or through the ``authorize`` hook alone. SQLite has no login of its own, so a
+    SQLite target always declares its ``users`` or ``api_keys``.
 
     ``providers`` names extra ``provider`` values the target answers to, besides its own. PolyScale's client cannot
     send ``sqlite``; ``providers=("postgres",)`` lets it reach a SQLite target.
@@ -94,6 +101,7 @@ class Target:
 
     url: str
     users: Mapping[str, str] = field(default_factory=dict)
+    api_keys: Mapping[str, str] = field(default_factory=dict)
     providers: tuple[str, ...] = ()
     rate_limit: int | None = None
     read_only: bool = False
@@ -112,29 +120,18 @@ class ResolvedTarget:
     providers: frozenset[str]
     url: URL = field(repr=False)
     fixed_database: str | None
-    user_digests: Mapping[str, bytes] = field(repr=False)
+    users: Mapping[str, str] = field(repr=False, default_factory=dict)
+    api_keys: Mapping[str, str] = field(repr=False, default_factory=dict)
+    server_login: bool = False  # the URL carries the database login; clients authenticate to the middleware
     rate_limit: int | None = None
     read_only: bool = False
     statement_timeout: float | None = None
     max_rows: int | None = None
     max_response_bytes: int | None = None
 
-    def check_user(self, username: str, password: str) -> bool:
-        """Constant-time check of a SQLite target's declared login."""
-        expected = self.user_digests.get(username)
-        offered = _digest(password)
-        if expected is None:
-            hmac.compare_digest(offered, offered)  # same work whether or not the user exists
-            return False
-        return hmac.compare_digest(expected, offered)
-
 
 def _positive_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-
-
-def _digest(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
 
 
 def parse_targets(text: str) -> dict[str, str]:
@@ -173,24 +170,25 @@ def _resolve(name: object, spec: object) -> ResolvedTarget:
         raise ConfigurationError(f"targets[{name!r}]: unsupported database {scheme!r}; use one of {known}")
     family, default_driver = _SCHEMES[scheme]
     url = url.set(drivername=f"{scheme}+{driver}" if driver else default_driver)
-    if url.username is not None or url.password is not None:
-        raise ConfigurationError(
-            f"targets[{name!r}]: the URL must not carry a login; clients send their own credentials"
-        )
+    server_login = url.username is not None
+    for kind in ("users", "api_keys"):
+        for user, secret in getattr(target, kind).items():
+            if not isinstance(user, str) or not user or not isinstance(secret, str) or not secret:
+                raise ConfigurationError(f"targets[{name!r}].{kind}: names and secrets must be non-empty strings")
     if family == "sqlite":
         if not url.database or url.database == ":memory:":
             raise ConfigurationError(f"targets[{name!r}]: a SQLite target needs a file path (sqlite:///path.db)")
-        if not target.users:
+        if not target.users and not target.api_keys:
             raise ConfigurationError(
                 f"targets[{name!r}]: a SQLite target has no login of its own; declare users={{'name': 'password'}}"
             )
-        for user, password in target.users.items():
-            if not isinstance(user, str) or not user or not isinstance(password, str) or not password:
-                raise ConfigurationError(f"targets[{name!r}].users: names and passwords must be non-empty strings")
-    elif target.users:
-        raise ConfigurationError(f"targets[{name!r}]: users= is for SQLite; {family} checks its own logins")
     elif not url.host:
         raise ConfigurationError(f"targets[{name!r}]: the URL needs a host")
+    elif (target.users or target.api_keys) and not server_login:
+        raise ConfigurationError(
+            f"targets[{name!r}]: users= and api_keys= are for targets whose URL carries the database login; "
+            f"without one, {family} checks each request's own login"
+        )
     try:
         url.get_dialect().import_dbapi()
     except ImportError:
@@ -222,7 +220,9 @@ def _resolve(name: object, spec: object) -> ResolvedTarget:
         providers=_PROVIDERS[family] | frozenset(target.providers),
         url=url,
         fixed_database=url.database if family != "sqlite" else None,
-        user_digests={user: _digest(password) for user, password in target.users.items()},
+        users=dict(target.users),
+        api_keys=dict(target.api_keys),
+        server_login=server_login and family != "sqlite",
         rate_limit=target.rate_limit,
         read_only=target.read_only,
         statement_timeout=target.statement_timeout,
@@ -274,6 +274,10 @@ class Options:
     statement_timeout: float
     max_rows: int
     max_response_bytes: int
+    openapi_path: str
+    authorize: Any
+    login_attempts: int
+    login_window: float
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> Options:
@@ -285,12 +289,18 @@ class Options:
         path = values["path"]
         if not isinstance(path, str) or not path.startswith("/") or (path.endswith("/") and path != "/"):
             raise ConfigurationError(f"path: must start with '/' and not end with one, got {path!r}")
+        openapi_path = values["openapi_path"]
+        if not isinstance(openapi_path, str) or (openapi_path and (not openapi_path.startswith("/")
+                                                                   or openapi_path == path)):
+            raise ConfigurationError("openapi_path: empty, or a path starting with '/' other than the endpoint's")
         positive = ("pool_size", "max_engines", "max_body_bytes", "executor_threads", "max_rows", "max_response_bytes")
         for name in positive:
             value = values[name]
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigurationError(f"{name}: must be a positive integer, got {value!r}")
-        for name in ("rate_limit", "rate_limit_per_client", "trusted_proxies"):
+        if values["authorize"] is not None and not callable(values["authorize"]):
+            raise ConfigurationError("authorize: a callable taking an AuthContext, or None")
+        for name in ("rate_limit", "rate_limit_per_client", "trusted_proxies", "login_attempts"):
             value = values[name]
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigurationError(f"{name}: must be a whole number, 0 or more, got {value!r}")
@@ -301,10 +311,16 @@ class Options:
         if not isinstance(values["rate_limit_namespace"], str):
             raise ConfigurationError("rate_limit_namespace: must be a string")
         for name in ("pool_timeout", "idle_timeout", "engine_idle_timeout", "connect_timeout", "rate_limit_window",
-                     "statement_timeout"):
+                     "statement_timeout", "login_window"):
             value = values[name]
             if not _positive_number(value):
                 raise ConfigurationError(f"{name}: must be a positive number of seconds, got {value!r}")
             values[name] = float(value)
         values["targets"] = resolve_targets(values["targets"])
+        for target in values["targets"].values():
+            if target.server_login and not (target.users or target.api_keys) and values["authorize"] is None:
+                raise ConfigurationError(
+                    f"targets[{target.name!r}]: its URL carries the database login, so anyone reaching the endpoint "
+                    "could use it: declare users= or api_keys=, or give the middleware an authorize= hook"
+                )
         return cls(**values)

@@ -38,7 +38,7 @@ class SQLHTTPMiddleware:
             return self.app(environ, start_response)
         method = environ.get("REQUEST_METHOD", "GET").upper()
         headers = _headers(environ)
-        refused = self.core.check_head(method, headers)
+        refused = self.core.check_head(method, headers, environ.get("PATH_INFO", ""))
         if refused is not None:
             return _send(refused, start_response)
         body = _read_body(environ, headers, self.core.options.max_body_bytes)

@@ -203,7 +203,7 @@ class Client:
 
 
 def make_wsgi_client(options: dict[str, Any], app: Any = host_app_wsgi) -> Client:
-    middleware = WSGIMiddleware(app, **options)
+    middleware = WSGIMiddleware(app, **{"rate_limit_storage": "memory", **options})
     test_app = webtest.TestApp(LintMiddleware(middleware))
 
     def send(method: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
@@ -214,7 +214,7 @@ def make_wsgi_client(options: dict[str, Any], app: Any = host_app_wsgi) -> Clien
 
 
 def make_asgi_client(options: dict[str, Any], portal: BlockingPortal, app: Any = host_app_asgi) -> Client:
-    middleware = ASGIMiddleware(app, **options)
+    middleware = ASGIMiddleware(app, **{"rate_limit_storage": "memory", **options})
     transport = httpx.ASGITransport(app=middleware)  # type: ignore[arg-type]
 
     async def _send(method: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
@@ -246,6 +246,9 @@ def make_client(request: pytest.FixtureRequest, portal: BlockingPortal) -> Itera
     made: list[Client] = []
 
     def make(**options: Any) -> Client:
+        # Counts (rate limit, failed logins) kept per middleware, so tests cannot see each other's; the tests of
+        # shared storage say so explicitly.
+        options.setdefault("rate_limit_storage", "memory")
         if request.param == "wsgi":
             client = make_wsgi_client(options)
         elif request.param == "asgi":

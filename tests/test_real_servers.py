@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,9 @@ def serving(kind: str, env: dict[str, str]) -> Iterator[str]:
 
 @pytest.fixture(scope="module", params=list(HOST_ROUTE))
 def server(request: pytest.FixtureRequest, pg_database: Database, maria_database: Database) -> Iterator[str]:
-    with serving(request.param, {"SQLHTTP_TARGETS": TARGETS}) as url:
+    # A namespace of its own: failed-login counts in /dev/shm must not carry over from an earlier run.
+    env = {"SQLHTTP_TARGETS": TARGETS, "SQLHTTP_RATE_LIMIT_NAMESPACE": f"test-{uuid.uuid4().hex[:12]}"}
+    with serving(request.param, env) as url:
         yield url
 
 

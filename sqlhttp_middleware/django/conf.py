@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
 from sqlalchemy.engine import URL
 
 from ..core import SQLHTTPCore
@@ -85,6 +86,13 @@ class Settings:
             return {}, [Problem(E001, 'SQLHTTP has no "TARGETS"', f"For example: {EXAMPLE}")]
         problems = [_unknown_key(key) for key in raw if key not in KEYS]
         options = {KEYS[key]: value for key, value in raw.items() if key in KEYS}
+        if isinstance(options.get("authorize"), str):
+            # The Django way to name a callable in settings: a dotted path.
+            try:
+                options["authorize"] = import_string(options["authorize"])
+            except ImportError as error:
+                problems.append(Problem(E003, f"SQLHTTP: AUTHORIZE: cannot import {options['authorize']!r}: {error}"))
+                del options["authorize"]
         if isinstance(options["targets"], Mapping):
             options["targets"] = {
                 name: self._target(name, spec, problems) for name, spec in options["targets"].items()

@@ -85,7 +85,7 @@ def _prepare(core: SQLHTTPCore, request: HttpRequest) -> Request | Response:
     request.get_host()
     method = (request.method or "GET").upper()
     headers = {name.lower(): value for name, value in request.headers.items()}
-    refused = core.check_head(method, headers)
+    refused = core.check_head(method, headers, request.path_info)
     if refused is not None:
         return refused
     limit = core.options.max_body_bytes

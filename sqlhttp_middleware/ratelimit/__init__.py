@@ -122,7 +122,7 @@ class RateLimiter:
             self._count(admission, policy, "target:" + target)
 
     def _count(self, admission: Admission, policy: Policy, key: str) -> None:
-        storage = self._storage()
+        storage = self.shared_storage()
         try:
             window = storage.acquire_sliding_window_entry(key, policy.limit, policy.window)
         except StorageUnavailable:
@@ -141,7 +141,8 @@ class RateLimiter:
                 headers={"Retry-After": str(retry), **admission.headers()},
             )
 
-    def _storage(self) -> Storage:
+    def shared_storage(self) -> Storage:
+        """The storage counts live in, opened on first use; the login brake shares it."""
         if self.storage is None:
             self.storage = make_storage(self._spec, self._namespace)
         return self.storage

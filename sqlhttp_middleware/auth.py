@@ -1,0 +1,176 @@
+"""Who may ask: logins checked by the middleware, bearer API keys, the host app's hook, and the brute-force brake.
+
+Three ways to authenticate, per target:
+
+* **The database's own login** (PolyScale's way; the default for network databases): the request's username and
+  password are passed to the database, which checks them.
+* **Credentials held by the server**: the target's URL carries the database login, and clients present a username
+  and password the middleware checks against ``users`` (stored hashed), or ``Authorization: Bearer <key>`` checked
+  against ``api_keys`` (stored hashed). SQLite targets, which have no login of their own, always work this way.
+* **A hook**: ``authorize=`` on the middleware is called with an :class:`AuthContext` for every request; it may
+  raise :class:`~sqlhttp_middleware.errors.AuthenticationFailed` (401) or ``PermissionDenied`` (403), or return
+  False (403). A target whose URL carries a login and that declares neither users nor keys is reached only
+  through the hook.
+
+Repeated failed logins for one (client address, target, username) are refused with 429 before the database is
+contacted, so the endpoint cannot be used to guess passwords or to lock a real database account.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import hashlib
+import hmac
+import math
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import errors
+from .ratelimit.storage import Storage, StorageUnavailable
+
+__all__ = ["AuthContext", "Authenticator", "hash_api_key", "hash_password", "verify_secret"]
+
+PBKDF2 = "pbkdf2_sha256"
+PBKDF2_ITERATIONS = 600_000
+SHA256 = "sha256"
+
+
+def hash_password(password: str, *, iterations: int = PBKDF2_ITERATIONS, salt: str | None = None) -> str:
+    """``pbkdf2_sha256$<iterations>$<salt>$<base64 hash>``, the format Django uses, for ``Target(users=...)``."""
+    salt = salt or secrets.token_urlsafe(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), iterations)
+    return f"{PBKDF2}${iterations}${salt}${base64.b64encode(digest).decode()}"
+
+
+def hash_api_key(key: str) -> str:
+    """``sha256$<hex>`` for ``Target(api_keys=...)``: API keys are long random strings, so one hash suffices."""
+    return f"{SHA256}${hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def verify_secret(stored: str, offered: str) -> bool:
+    """Check ``offered`` against a stored hash (or, for development, a plain stored value), in constant time."""
+    if stored.startswith(PBKDF2 + "$"):
+        _, iterations, salt, expected = stored.split("$", 3)
+        digest = hashlib.pbkdf2_hmac("sha256", offered.encode("utf-8", "surrogatepass"), salt.encode(),
+                                     int(iterations))
+        return hmac.compare_digest(base64.b64encode(digest).decode(), expected)
+    if stored.startswith(SHA256 + "$"):
+        hexdigest = hashlib.sha256(offered.encode("utf-8", "surrogatepass")).hexdigest()
+        return hmac.compare_digest(hexdigest, stored[len(SHA256) + 1:])
+    return hmac.compare_digest(hashlib.sha256(stored.encode("utf-8", "surrogatepass")).digest(),
+                               hashlib.sha256(offered.encode("utf-8", "surrogatepass")).digest())
+
+
+def is_stored_secret(value: str) -> bool:
+    if value.startswith(PBKDF2 + "$"):
+        parts = value.split("$")
+        return len(parts) == 4 and parts[1].isdigit() and int(parts[1]) > 0 and bool(parts[2]) and bool(parts[3])
+    if value.startswith(SHA256 + "$"):
+        return len(value) == len(SHA256) + 1 + 64
+    return False
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    """What the ``authorize`` hook is told about a request."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    client: str
+    target: str
+    username: str
+    database: str
+    sql: str
+
+
+Hook = Callable[[AuthContext], Any]
+
+
+class Authenticator:
+    def __init__(self, *, hook: Hook | None, attempts: int, window: float, storage: Callable[[], Storage]) -> None:
+        self._hook = hook
+        self._attempts = attempts
+        self._window = window
+        self._storage = storage
+        # Successful slow-hash checks, keyed by a keyed digest of the login: a right password costs one PBKDF2.
+        self._verified: OrderedDict[bytes, None] = OrderedDict()
+        self._verified_lock = threading.Lock()
+        self._cache_key = secrets.token_bytes(32)
+
+    # -- the brute-force brake ------------------------------------------------------------------------------------
+
+    def _throttle_key(self, client: str, target: str, username: str) -> str:
+        return f"login:{target}:{username}:{client}"
+
+    def check_throttle(self, client: str, target: str, username: str) -> None:
+        if not self._attempts:
+            return
+        try:
+            window = self._storage().get_sliding_window(self._throttle_key(client, target, username), self._window)
+        except StorageUnavailable:
+            return  # the rate limiter's fail-open/closed choice already applied to this request
+        if window.estimate() >= self._attempts:
+            retry = max(1, math.ceil(window.retry_after(self._attempts - 1)))
+            raise errors.LoginThrottled(
+                f"too many failed logins for user {username!r} on target {target!r}; retry in {retry} s",
+                headers={"Retry-After": str(retry)},
+            )
+
+    def record_failure(self, client: str, target: str, username: str) -> None:
+        if not self._attempts:
+            return
+        with contextlib.suppress(StorageUnavailable):
+            self._storage().acquire_sliding_window_entry(
+                self._throttle_key(client, target, username), 1 << 62, self._window
+            )
+
+    # -- checks ---------------------------------------------------------------------------------------------------
+
+    def authorize(self, context: AuthContext) -> None:
+        if self._hook is None:
+            return
+        if self._hook(context) is False:
+            raise errors.PermissionDenied(f"the application refused this request to target {context.target!r}")
+
+    def check_login(self, target: str, users: Mapping[str, str], username: str, password: str) -> None:
+        stored = users.get(username)
+        cache_key = hmac.new(self._cache_key, f"{target}\0{username}\0{password}".encode("utf-8", "surrogatepass"),
+                             hashlib.sha256).digest()
+        with self._verified_lock:
+            if cache_key in self._verified:
+                self._verified.move_to_end(cache_key)
+                return
+        # Same work whether or not the user exists, so timing does not reveal names.
+        ok = verify_secret(stored if stored is not None else _dummy(), password) and stored is not None
+        if not ok:
+            raise errors.AuthenticationFailed(f"authentication failed for user {username!r} on target {target!r}")
+        with self._verified_lock:
+            self._verified[cache_key] = None
+            while len(self._verified) > 1024:
+                self._verified.popitem(last=False)
+
+    @staticmethod
+    def check_api_key(target: str, api_keys: Mapping[str, str], authorization: str) -> str:
+        """The name of the key ``Authorization: Bearer ...`` presents, or 401."""
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise errors.AuthenticationFailed("the Authorization header must be 'Bearer <api key>'")
+        found = None
+        for name, stored in api_keys.items():
+            if verify_secret(stored, key.strip()):
+                found = name
+        if found is None:
+            raise errors.AuthenticationFailed(f"the API key is not valid for target {target!r}")
+        return found
+
+
+@functools.cache
+def _dummy() -> str:
+    return hash_password("not a real password", salt="dummy-salt")
