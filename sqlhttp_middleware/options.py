@@ -174,7 +174,7 @@ def _resolve(name: object, spec: object) -> ResolvedTarget:
     for kind in ("users", "api_keys"):
         for user, secret in getattr(target, kind).items():
             if not isinstance(user, str) or not user or not isinstance(secret, str) or not secret:
-                raise ConfigurationError(f"targets[{name!r}].{kind}: names and secrets must be non-empty strings")
+                raise ConfigurationError(f"targets[{name!r}].{kind}: names and their passwords or keys must be non-empty strings")
     if family == "sqlite":
         if not url.database or url.database == ":memory:":
             raise ConfigurationError(f"targets[{name!r}]: a SQLite target needs a file path (sqlite:///path.db)")
