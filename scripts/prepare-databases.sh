@@ -7,9 +7,11 @@ set -euo pipefail
 
 PG_ROLE=${SQLHTTP_TEST_PG_USER:-sqlhttp_test}
 MY_USER=${SQLHTTP_TEST_MYSQL_USER:-sqlhttp_test}
-PASSWORD=${SQLHTTP_TEST_PASSWORD:-'p@ss:/#%?w0rd'}
+# URL-special characters and non-ASCII, so every test exercises quoting and encoding of the password.
+PASSWORD=${SQLHTTP_TEST_PASSWORD:-'p@ss:/#%?wörd✓'}
+export PGCLIENTENCODING=UTF8
 PSQL=(psql -h 127.0.0.1 -U postgres -d postgres -v ON_ERROR_STOP=1 -qtA)
-MARIADB=(mariadb -h 127.0.0.1 -u root)
+MARIADB=(mariadb -h 127.0.0.1 -u root --default-character-set=utf8mb4)
 
 "${PSQL[@]}" -c "SELECT 1" >/dev/null || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
 "${MARIADB[@]}" -e "SELECT 1" >/dev/null || { echo "MariaDB is not reachable on 127.0.0.1:3306" >&2; exit 1; }
@@ -66,5 +68,5 @@ if PGPASSWORD=wrong psql -h 127.0.0.1 -U "$PG_ROLE" -d postgres -tAc "SELECT 1" 
   echo "PostgreSQL accepted a wrong password for ${PG_ROLE}: the pg_hba.conf rule is not in effect" >&2; exit 1
 fi
 PGPASSWORD="$PASSWORD" psql -h 127.0.0.1 -U "$PG_ROLE" -d postgres -tAc "SELECT 1" >/dev/null
-MYSQL_PWD="$PASSWORD" mariadb -h 127.0.0.1 -u "$MY_USER" -e "SELECT 1" >/dev/null
+MYSQL_PWD="$PASSWORD" mariadb -h 127.0.0.1 -u "$MY_USER" --default-character-set=utf8mb4 -e "SELECT 1" >/dev/null
 echo "databases ready: PostgreSQL role ${PG_ROLE} and MariaDB user ${MY_USER} (password checked)"

@@ -30,6 +30,8 @@ _JSON_HEADERS = (("content-type", "application/json"), ("cache-control", "no-sto
 _STRING_FIELDS = ("cacheId", "username", "password", "database", "provider", "sql")
 _SHAPES = ("rows", "full")
 _ROW_MODES = ("object", "array")
+_CORS_REQUEST_HEADERS = ("content-type", "authorization")
+_CORS_EXPOSED_HEADERS = "RateLimit, RateLimit-Policy, Retry-After"
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class SQLHTTPCore:
             namespace=opts.rate_limit_namespace or namespace_for(opts.path, list(opts.targets)),
         )
         self._target_policies = {name: self.limiter.target_policy(t.rate_limit) for name, t in opts.targets.items()}
+        self._cors_origins = frozenset(opts.cors_origins)
         self.auth = Authenticator(hook=opts.authorize, attempts=opts.login_attempts, window=opts.login_window,
                                   storage=self.limiter.shared_storage)
 
@@ -72,11 +75,19 @@ class SQLHTTPCore:
         return path == self.options.path or (bool(self.options.openapi_path) and path == self.options.openapi_path)
 
     def check_head(self, method: str, headers: Mapping[str, str], path: str | None = None) -> Response | None:
-        """Answer what can be answered before reading the body: the OpenAPI document, a wrong method, media type,
-        or declared size."""
+        """Answer what can be answered before reading the body: the OpenAPI document, a CORS preflight, a wrong
+        method, media type, or declared size. None: read the body and call :meth:`handle`."""
+        response = self._check_head(method, headers, path)
+        if response is not None:
+            self._add_cors(response, headers)
+        return response
+
+    def _check_head(self, method: str, headers: Mapping[str, str], path: str | None) -> Response | None:
         if path is not None and path == self.options.openapi_path and path != self.options.path:
             return self._openapi(method)
         try:
+            if method == "OPTIONS" and self._cors_origins and "access-control-request-method" in headers:
+                return self._preflight(headers)
             if method != "POST":
                 raise errors.MethodNotAllowed(
                     f"{method} is not allowed on {self.options.path}; send a POST with a JSON body",
@@ -97,6 +108,42 @@ class SQLHTTPCore:
             return self.error_response(error)
         return None
 
+    # -- CORS: off unless cors_origins lists origins; never with credentials ---------------------------------------
+
+    def _allowed_origin(self, headers: Mapping[str, str]) -> str | None:
+        origin = headers.get("origin")
+        if origin is None or not self._cors_origins:
+            return None
+        if origin in self._cors_origins:
+            return origin
+        return "*" if "*" in self._cors_origins else None
+
+    def _preflight(self, headers: Mapping[str, str]) -> Response:
+        origin = self._allowed_origin(headers)
+        if origin is None:
+            raise errors.PermissionDenied("this origin may not call the SQL endpoint from a browser",
+                                          headers={"Vary": "Origin"})
+        if headers.get("access-control-request-method", "").upper() != "POST":
+            raise errors.MethodNotAllowed("only POST is allowed on the SQL endpoint", headers={"Allow": "POST"})
+        asked = {name.strip().lower() for name in headers.get("access-control-request-headers", "").split(",")}
+        refused = asked - {"", *_CORS_REQUEST_HEADERS}
+        if refused:
+            raise errors.PermissionDenied(f"the header(s) {', '.join(sorted(refused))} may not be sent here")
+        return Response(204, b"", [
+            ("access-control-allow-methods", "POST"),
+            ("access-control-allow-headers", ", ".join(_CORS_REQUEST_HEADERS)),
+            ("access-control-max-age", "600"),
+        ])
+
+    def _add_cors(self, response: Response, headers: Mapping[str, str]) -> None:
+        if not self._cors_origins:
+            return
+        response.headers.append(("vary", "Origin"))
+        origin = self._allowed_origin(headers)
+        if origin is not None:
+            response.headers.append(("access-control-allow-origin", origin))
+            response.headers.append(("access-control-expose-headers", _CORS_EXPOSED_HEADERS))
+
     def _openapi(self, method: str) -> Response:
         if method not in ("GET", "HEAD"):
             return self.error_response(errors.MethodNotAllowed(
@@ -114,8 +161,9 @@ class SQLHTTPCore:
         """Answer one request to the endpoint. Blocking; never raises."""
         admission: Admission | None = None
         try:
-            refused = self.check_head(request.method, request.headers, request.path)
+            refused = self._check_head(request.method, request.headers, request.path)
             if refused is not None:
+                self._add_cors(refused, request.headers)
                 return refused
             if len(request.body) > self.options.max_body_bytes:
                 raise self.too_large()
@@ -124,7 +172,8 @@ class SQLHTTPCore:
             self.limiter.admit_target(admission, query.target.name, self._target_policies[query.target.name])
             response = Response(200, self._run(request, query))
         except errors.RateLimited as error:
-            return self.error_response(error)  # carries its own rate-limit headers
+            response = self.error_response(error)  # carries its own rate-limit headers
+            admission = None
         except errors.SQLHTTPError as error:
             response = self.error_response(error)
         except Exception:
@@ -132,6 +181,7 @@ class SQLHTTPCore:
             response = self.error_response(errors.InternalError("the server failed to answer this query"))
         if admission is not None:
             response.headers.extend((name.lower(), value) for name, value in admission.headers().items())
+        self._add_cors(response, request.headers)
         return response
 
     def parse(self, body: bytes) -> Query:

@@ -274,6 +274,7 @@ class EngineCache:
             connect_args=support.connect_args(options.connect_timeout),
             hide_parameters=True,
         )
+        event.listen(engine, "do_connect", lambda dialect, record, cargs, cparams: support.adjust_connect(cparams))
         event.listen(engine, "connect", lambda dbapi_connection, record: support.on_connect(
             dbapi_connection, target.read_only))
         event.listen(engine, "checkin", _mark_idle)

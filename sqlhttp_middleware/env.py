@@ -43,6 +43,8 @@ def _convert(name: str, kind: type, raw: str) -> Any:
         if raw.lower() not in _BOOLEANS:
             raise ConfigurationError(f"{name}: expected true or false, got {raw!r}")
         return _BOOLEANS[raw.lower()]
+    if kind is tuple:
+        return tuple(raw.split())
     if kind in (int, float):
         try:
             return kind(raw)

@@ -59,6 +59,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("login_attempts", 10, "Failed logins per client address, target and username before 429; 0: no brake.",
            int),
     Option("login_window", 300.0, "Seconds over which failed logins are counted.", float),
+    Option("cors_origins", (), "Origins browsers may call the endpoint from ('*': any); empty: CORS off.",
+           tuple),
 )
 
 _PROVIDERS = {
@@ -174,7 +176,9 @@ def _resolve(name: object, spec: object) -> ResolvedTarget:
     for kind in ("users", "api_keys"):
         for user, secret in getattr(target, kind).items():
             if not isinstance(user, str) or not user or not isinstance(secret, str) or not secret:
-                raise ConfigurationError(f"targets[{name!r}].{kind}: names and their passwords or keys must be non-empty strings")
+                raise ConfigurationError(
+                    f"targets[{name!r}].{kind}: names and their passwords or keys must be non-empty strings"
+                )
     if family == "sqlite":
         if not url.database or url.database == ":memory:":
             raise ConfigurationError(f"targets[{name!r}]: a SQLite target needs a file path (sqlite:///path.db)")
@@ -278,6 +282,7 @@ class Options:
     authorize: Any
     login_attempts: int
     login_window: float
+    cors_origins: tuple[str, ...]
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> Options:
@@ -298,6 +303,13 @@ class Options:
             value = values[name]
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigurationError(f"{name}: must be a positive integer, got {value!r}")
+        origins = values["cors_origins"]
+        if isinstance(origins, str) or not all(isinstance(o, str) and o for o in origins):
+            raise ConfigurationError("cors_origins: a list of origins such as ['https://app.example'], or ['*']")
+        values["cors_origins"] = tuple(origins)
+        if any(o != "*" and ("://" not in o or o.endswith("/")) for o in values["cors_origins"]):
+            raise ConfigurationError("cors_origins: an origin is scheme://host[:port] with no path, e.g. "
+                                     "'https://app.example'")
         if values["authorize"] is not None and not callable(values["authorize"]):
             raise ConfigurationError("authorize: a callable taking an AuthContext, or None")
         for name in ("rate_limit", "rate_limit_per_client", "trusted_proxies", "login_attempts"):

@@ -27,7 +27,7 @@ from sqlhttp_middleware.asgi import SQLHTTPMiddleware as ASGIMiddleware
 from sqlhttp_middleware.options import Target
 from sqlhttp_middleware.wsgi import SQLHTTPMiddleware as WSGIMiddleware
 
-PASSWORD = os.environ.get("SQLHTTP_TEST_PASSWORD", "p@ss:/#%?w0rd")
+PASSWORD = os.environ.get("SQLHTTP_TEST_PASSWORD", "p@ss:/#%?wörd✓")  # the same default as scripts/prepare-databases.sh
 PG_USER = os.environ.get("SQLHTTP_TEST_PG_USER", "sqlhttp_test")
 MYSQL_USER = os.environ.get("SQLHTTP_TEST_MYSQL_USER", "sqlhttp_test")
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/"

@@ -31,6 +31,9 @@ class DialectSupport:
     def connect_args(self, connect_timeout: float) -> dict[str, Any]:
         return {}
 
+    def adjust_connect(self, cparams: dict[str, Any]) -> None:
+        """Last changes to the driver's connect() arguments."""
+
     def on_connect(self, dbapi_connection: Any, read_only: bool) -> None:
         """Once for each new connection."""
 

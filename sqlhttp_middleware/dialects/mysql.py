@@ -26,6 +26,12 @@ class MySQLSupport(DialectSupport):
         conversions[FIELD_TYPE.JSON] = orjson.loads
         return {"connect_timeout": connect_timeout, "conv": conversions, "local_infile": False}
 
+    def adjust_connect(self, cparams: dict[str, Any]) -> None:
+        # PyMySQL sends a str password encoded as Latin-1, so 'wörd' would not match a password the server hashed
+        # from UTF-8, and '✓' could not be sent at all. Bytes are sent as they are.
+        if isinstance(cparams.get("password"), str):
+            cparams["password"] = cparams["password"].encode("utf-8")
+
     def prepare_session(self, dbapi_connection: Any, session: Session, server: Any) -> None:
         with dbapi_connection.cursor() as cursor:
             if getattr(server, "is_mariadb", False):
