@@ -111,7 +111,7 @@ def test_watchdog_kills_what_the_server_does_not(maria_database: Database) -> No
 
     engine = sqlalchemy.create_engine(sqlalchemy.URL.create(
         "mariadb+pymysql", maria_database.username, maria_database.password, "127.0.0.1", 3306,
-        maria_database.database))
+        maria_database.database), connect_args={"password": maria_database.password.encode()})
     raw = engine.raw_connection()
     try:
         connection = raw.dbapi_connection

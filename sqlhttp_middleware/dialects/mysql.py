@@ -49,6 +49,7 @@ class MySQLSupport(DialectSupport):
     def kill_query(self, dbapi_connection: Any, engine: Any) -> None:
         """From a connection of its own: stop what ``dbapi_connection`` is running (the watchdog's action)."""
         cargs, cparams = engine.dialect.create_connect_args(engine.url)
+        self.adjust_connect(cparams)
         killer = engine.dialect.loaded_dbapi.connect(*cargs, **cparams)
         try:
             with killer.cursor() as cursor:
