@@ -197,6 +197,9 @@ class SQLHTTPCore:
                 raise errors.BadRequest(f"the field {name!r} is missing", field=name)
             if not isinstance(value, str) or not value:
                 raise errors.BadRequest(f"the field {name!r} must be a non-empty string", field=name)
+        if "\x00" in document["sql"]:
+            # libpq ends the text at a NUL, silently: "delete from t\x00 where id = 1" would delete every row.
+            raise errors.BadRequest("the field 'sql' contains a NUL character", field="sql")
         bindings = document.get("bindings")
         if bindings is not None and not isinstance(bindings, (list, dict)):
             raise errors.BadRequest("the field 'bindings' must be an array or an object", field="bindings")
