@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .. import errors
-from .base import DialectSupport, auth_failed
+from .base import DialectSupport, Session, auth_failed
 
 
 class MSSQLSupport(DialectSupport):
@@ -18,6 +19,12 @@ class MSSQLSupport(DialectSupport):
 
     def column_types(self, cursor: Any, rows: list[Any]) -> list[str | None]:
         return [_MSSQL_TYPES.get(column[1]) for column in cursor.description]
+
+    def prepare_session(self, dbapi_connection: Any, session: Session, server: Any) -> None:
+        # pymssql's per-connection query timeout, in whole seconds (its _mssql connection owns it).
+        inner = getattr(dbapi_connection, "_conn", None)
+        if inner is not None:
+            inner.query_timeout = max(1, math.ceil(session.timeout))
 
     def in_transaction(self, dbapi_connection: Any) -> bool:
         return False  # autocommit mode; an explicit BEGIN TRANSACTION is undone by the rollback on error paths
