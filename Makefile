@@ -11,6 +11,7 @@ NODE_INSTALLED := node_modules/.installed
 help:
 	@echo "make demo   serve an example app with /sql over a seeded SQLite database on http://127.0.0.1:8000"
 	@echo "make test   install everything, prepare the database roles, lint, type-check and run the test suite"
+	@echo "make bench  run the benchmarks side by side and write docs/benchmarks.md"
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +34,12 @@ lint: $(INSTALLED)
 
 test: install databases lint
 	$(VENV)/bin/pytest --cov=sqlhttp_middleware --cov-report=term-missing:skip-covered
+
+bench: install databases
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(PY) bench/ratelimit.py
+	$(PY) bench/run.py --write docs/benchmarks.md
 
 demo: $(INSTALLED)
 	$(PY) examples/demo.py

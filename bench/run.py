@@ -1,0 +1,413 @@
+"""`make bench`: our middleware side by side with what a user would write, Datasette, and the raw drivers.
+
+    .venv/bin/python bench/run.py [--duration 5] [--smoke] [--write docs/benchmarks.md]
+
+Load comes from wrk (Debian's package; `make bench` installs it) with one thread, over real servers: uvicorn for
+ASGI, gunicorn for WSGI, each on the same machine. `--smoke` runs one short case with a Python load generator, so
+the test suite can check the harness without wrk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PASSWORD = os.environ.get("SQLHTTP_TEST_PASSWORD", "p@ss:/#%?wörd✓")
+DB = "sqlhttp_test_bench"
+SQLITE = Path(tempfile.gettempdir()) / "sqlhttp-bench.db"
+PG_ADMIN = f"postgresql://postgres@127.0.0.1:5432/{DB}"
+
+
+# -- fixtures -----------------------------------------------------------------------------------------------------
+
+def prepare() -> None:
+    """Bench tables: bench_rows (10,000 rows, 6 columns) and bench_insert, in PostgreSQL, MariaDB and SQLite."""
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)"],
+                   check=True, capture_output=True)
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {DB} OWNER sqlhttp_test"],
+                   check=True, capture_output=True)
+    rows_sql = ("CREATE TABLE bench_rows (id integer primary key, name varchar(40), price numeric(10,2), "
+                "qty integer, created timestamp, active boolean)")
+    insert_sql = "CREATE TABLE bench_insert (id {serial}, v varchar(40))"
+    fill = [(i, f"item {i}", f"{i % 1000}.{i % 100:02d}", i % 97, f"2024-01-{1 + i % 28:02d} 10:00:00", i % 2 == 0)
+            for i in range(1, 10_001)]
+    psql = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", DB, "-qc"]
+    subprocess.run([*psql, rows_sql], check=True)
+    subprocess.run([*psql, insert_sql.format(serial="serial primary key")], check=True)
+    subprocess.run([*psql, "INSERT INTO bench_rows SELECT i, 'item ' || i, (i % 1000) + (i % 100) / 100.0, i % 97, "
+                    "timestamp '2024-01-01 10:00' + (i % 28) * interval '1 day', i % 2 = 0 "
+                    "FROM generate_series(1, 10000) i"], check=True)
+    subprocess.run([*psql, "ALTER TABLE bench_rows OWNER TO sqlhttp_test; ALTER TABLE bench_insert OWNER TO "
+                    "sqlhttp_test"], check=True)
+    maria = ["mariadb", "-h", "127.0.0.1", "-u", "root", "-e"]
+    subprocess.run([*maria, f"DROP DATABASE IF EXISTS {DB}; CREATE DATABASE {DB}; USE {DB}; {rows_sql}; "
+                    f"{insert_sql.format(serial='integer auto_increment primary key')}; "
+                    "INSERT INTO bench_rows SELECT seq, concat('item ', seq), (seq % 1000) + (seq % 100) / 100, "
+                    "seq % 97, '2024-01-01 10:00:00' + interval (seq % 28) day, seq % 2 = 0 FROM seq_1_to_10000"],
+                   check=True)
+    SQLITE.unlink(missing_ok=True)
+    with sqlite3.connect(SQLITE) as connection:
+        connection.execute(rows_sql)
+        connection.execute(insert_sql.format(serial="integer primary key"))
+        connection.executemany("INSERT INTO bench_rows VALUES (?, ?, ?, ?, ?, ?)", fill)
+    connection.close()
+
+
+# -- servers ------------------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+SERVERS = {
+    # name: (command, module:app)
+    "ours-asgi": ("uvicorn", "bench.apps.ours:asgi_app"),
+    "ours-wsgi": ("gunicorn", "bench.apps.ours:wsgi_app"),
+    "starlette-asyncpg": ("uvicorn", "bench.apps.baselines:starlette_app"),
+    "flask-sqlalchemy": ("gunicorn", "bench.apps.baselines:flask_app"),
+    "flask-bare": ("gunicorn", "bench.apps.ours:flask_bare"),
+    "flask-mounted": ("gunicorn", "bench.apps.ours:flask_mounted"),
+    "datasette": ("datasette", ""),
+}
+
+
+@contextlib.contextmanager
+def serve(name: str) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    kind, app = SERVERS[name]
+    if kind == "uvicorn":
+        command = [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+                   "--no-access-log", app]
+    elif kind == "gunicorn":
+        command = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "8",
+                   "--log-level", "warning", app]
+    else:
+        command = [str(BIN / "datasette"), "serve", str(SQLITE), "--host", "127.0.0.1", "--port", str(port),
+                   "--setting", "max_returned_rows", "20000"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_SQLITE": str(SQLITE),
+           "BENCH_PG_DSN": f"postgresql://postgres@127.0.0.1:5432/{DB}"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        yield "127.0.0.1", port
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+# -- workloads ----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Case:
+    server: str
+    database: str  # pg, maria, lite
+    workload: str  # select1, rows100, rows10k, insert, host
+    method: str
+    path: str
+    body: bytes | None
+
+
+SQL = {
+    "select1": ("SELECT 1 AS one", None),
+    "rows100": ("SELECT id, name, price, qty, created, active FROM bench_rows ORDER BY id LIMIT 100", None),
+    "rows10k": ("SELECT id, name, price, qty, created, active FROM bench_rows ORDER BY id LIMIT 10000", None),
+    "insert": ("INSERT INTO bench_insert (v) VALUES (?)", ["bench"]),
+}
+
+
+def case(server: str, database: str, workload: str) -> Case:
+    if workload == "host":
+        return Case(server, database, workload, "GET", "/api/status", None)
+    sql, bindings = SQL[workload]
+    if server == "datasette":
+        query = sql.replace("?", "'bench'")
+        from urllib.parse import urlencode
+
+        return Case(server, database, workload, "GET",
+                    f"/{SQLITE.stem}.json?" + urlencode({"sql": query, "_shape": "array"}), None)
+    if server == "starlette-asyncpg":
+        body = {"sql": sql.replace("?", "$1"), "bindings": bindings or []}
+    elif server == "flask-sqlalchemy":
+        body = {"sql": sql.replace("?", "%s"), "bindings": bindings or []}
+    else:
+        login = {"pg": ("postgres", "sqlhttp_test", PASSWORD), "maria": ("mariadb", "sqlhttp_test", PASSWORD),
+                 "lite": ("sqlite", "bench", "bench")}[database]
+        body = {"cacheId": database, "provider": login[0], "username": login[1], "password": login[2],
+                "database": DB, "sql": sql}
+        if bindings:
+            body["bindings"] = bindings
+    return Case(server, database, workload, "POST", "/sql", json.dumps(body).encode())
+
+
+@dataclass
+class Result:
+    case: Case
+    connections: int
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    transfer_mb_s: float = 0.0
+    errors: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def wrk(case: Case, host: str, port: int, connections: int, duration: float) -> Result:
+    script = Path(tempfile.gettempdir()) / f"sqlhttp-bench-{os.getpid()}.lua"
+    body = (case.body or b"").decode().replace("\\", "\\\\").replace('"', '\\"')
+    script.write_text(f'wrk.method = "{case.method}"\nwrk.body = "{body}"\n'
+                      'wrk.headers["Content-Type"] = "application/json"\n')
+    done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script),
+                           f"http://{host}:{port}{case.path}"], capture_output=True, text=True, check=True)
+    text = done.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+([\d.]+\w+)", text).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+([\d.]+\w+)", text).group(1))  # type: ignore[union-attr]
+    transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", text)
+    mb = float(transfer.group(1)) * {"B": 1e-6, "KB": 1e-3, "MB": 1, "GB": 1e3}[transfer.group(2)] if transfer else 0
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return Result(case, connections, rps, p50, p99, mb, int(errors.group(1)) if errors else 0)
+
+
+def _ms(text: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 1e-3, "ms": 1, "s": 1e3}[unit]
+
+
+def python_load(case: Case, host: str, port: int, connections: int, duration: float) -> Result:
+    """A small load generator for the smoke run (no wrk needed)."""
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    stop = time.monotonic() + duration
+
+    def run() -> None:
+        nonlocal errors
+        connection = http.client.HTTPConnection(host, port, timeout=10)
+        while time.monotonic() < stop:
+            started = time.perf_counter()
+            connection.request(case.method, case.path, case.body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            with lock:
+                latencies.append(time.perf_counter() - started)
+                errors += response.status >= 300
+        connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(connections)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    latencies.sort()
+    return Result(case, connections, len(latencies) / elapsed, statistics.median(latencies) * 1000,
+                  latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000, errors=errors)
+
+
+# -- the raw driver floor -----------------------------------------------------------------------------------------
+
+def driver_floor(rounds: int = 2000) -> dict[str, float]:
+    """Microseconds per `SELECT 1` with the raw driver, in process (the floor under every HTTP figure)."""
+    import asyncpg
+    import psycopg
+    import pymysql
+
+    floor = {}
+    with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={DB}", autocommit=True) as pg:
+        floor["psycopg"] = _time(rounds, lambda: pg.execute("SELECT 1").fetchall())
+    my = pymysql.connect(host="127.0.0.1", user="root", password="", database=DB)
+    cursor = my.cursor()
+    floor["PyMySQL"] = _time(rounds, lambda: (cursor.execute("SELECT 1"), cursor.fetchall()))
+    my.close()
+    lite = sqlite3.connect(SQLITE)
+    floor["sqlite3"] = _time(rounds, lambda: lite.execute("SELECT 1").fetchall())
+    lite.close()
+
+    async def apg() -> float:
+        connection = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:5432/{DB}")
+        started = time.perf_counter()
+        for _ in range(rounds):
+            await connection.fetch("SELECT 1")
+        elapsed = (time.perf_counter() - started) / rounds * 1e6
+        await connection.close()
+        return elapsed
+
+    floor["asyncpg"] = asyncio.run(apg())
+    return floor
+
+
+def _time(rounds: int, call: object) -> float:
+    started = time.perf_counter()
+    for _ in range(rounds):
+        call()  # type: ignore[operator]
+    return (time.perf_counter() - started) / rounds * 1e6
+
+
+# -- the report ---------------------------------------------------------------------------------------------------
+
+PLAN = [
+    # (server, database, workloads)
+    ("ours-asgi", "pg", ["select1", "rows100", "rows10k", "insert"]),
+    ("starlette-asyncpg", "pg", ["select1", "rows100", "rows10k", "insert"]),
+    ("ours-wsgi", "pg", ["select1", "rows100", "rows10k", "insert"]),
+    ("flask-sqlalchemy", "pg", ["select1", "rows100", "rows10k", "insert"]),
+    ("ours-asgi", "maria", ["select1", "rows100", "insert"]),
+    ("ours-asgi", "lite", ["select1", "rows100", "rows10k"]),
+    ("datasette", "lite", ["select1", "rows100", "rows10k"]),
+    ("flask-bare", "-", ["host"]),
+    ("flask-mounted", "-", ["host"]),
+]
+
+
+def run_plan(duration: float, load: object) -> list[Result]:
+    results = []
+    for server, database, workloads in PLAN:
+        with serve(server) as (host, port):
+            for workload in workloads:
+                one = case(server, database, workload)
+                load(one, host, port, 2, 1.0)  # type: ignore[operator]  # warm the pools
+                for connections in (1, 16):
+                    result = load(one, host, port, connections, duration)  # type: ignore[operator]
+                    results.append(result)
+                    print(f"{server:18} {database:5} {workload:8} c={connections:<2} {result.requests_per_second:8.0f} "
+                          f"req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}",
+                          flush=True)
+    return results
+
+
+def find(results: list[Result], server: str, database: str, workload: str, connections: int) -> Result | None:
+    for result in results:
+        c = result.case
+        if (c.server, c.database, c.workload, result.connections) == (server, database, workload, connections):
+            return result
+    return None
+
+
+def report(results: list[Result], floor: dict[str, float], duration: float) -> str:
+    lines = [
+        "## Request path, side by side",
+        "",
+        f"`make bench` ({dt.date.today().isoformat()}): {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; wrk with 1 thread, {duration:g} s per case after a 1 s warm-up; uvicorn with "
+        "1 worker, gunicorn with 2 workers and 8 threads; pools of 2 connections everywhere. Ours runs with every "
+        "protection on: rate limit in shared memory, the database checking each login, statement timeout and "
+        "read-only mode re-applied at every checkout, result caps, lossless type encoding.",
+        "",
+        "| server | db | workload | clients | req/s | p50 ms | p99 ms | MB/s | non-2xx |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(f"| {r.case.server} | {r.case.database} | {r.case.workload} | {r.connections} | "
+                     f"{r.requests_per_second:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.transfer_mb_s:.1f} | "
+                     f"{r.errors} |")
+    lines += ["", "Raw driver floor, `SELECT 1` in process, one connection: " + ", ".join(
+        f"{name} {micros:.0f} µs" for name, micros in floor.items()) + ".", "", "### Goals", "",
+              "| goal | measured | met |", "|---|---|---|"]
+
+    def ratio(a: Result | None, b: Result | None) -> float:
+        return a.requests_per_second / b.requests_per_second if a and b and b.requests_per_second else 0.0
+
+    goals = [
+        ("ASGI, PostgreSQL `SELECT 1`, 16 clients ≥ 0.9x Starlette + asyncpg",
+         ratio(find(results, "ours-asgi", "pg", "select1", 16),
+               find(results, "starlette-asyncpg", "pg", "select1", 16)),
+         0.9),
+        ("WSGI under gunicorn ≥ 1.0x Flask + SQLAlchemy (`SELECT 1`, 16 clients)",
+         ratio(find(results, "ours-wsgi", "pg", "select1", 16),
+               find(results, "flask-sqlalchemy", "pg", "select1", 16)),
+         1.0),
+        ("SQLite `SELECT 1` ≥ 3x Datasette (16 clients)",
+         ratio(find(results, "ours-asgi", "lite", "select1", 16), find(results, "datasette", "lite", "select1", 16)),
+         3.0),
+        ("SQLite 100 rows ≥ 3x Datasette (16 clients)",
+         ratio(find(results, "ours-asgi", "lite", "rows100", 16), find(results, "datasette", "lite", "rows100", 16)),
+         3.0),
+    ]
+    for text, value, target in goals:
+        lines.append(f"| {text} | {value:.2f}x | {'yes' if value >= target else 'no'} |")
+    fair = find(results, "ours-asgi", "pg", "select1", 16)
+    if fair:
+        spread = fair.p99_ms / fair.p50_ms if fair.p50_ms else 0
+        lines.append(f"| Fairness: p99 ≤ 3x p50 at 16 clients on a pool of 2 (ASGI, PostgreSQL) | {spread:.2f}x | "
+                     f"{'yes' if spread <= 3 else 'no'} |")
+    bare, mounted = find(results, "flask-bare", "-", "host", 16), find(results, "flask-mounted", "-", "host", 16)
+    if bare and mounted:
+        slower = 1 - mounted.requests_per_second / bare.requests_per_second
+        lines.append(f"| Another path of the host app < 2% slower with the middleware mounted | {slower * 100:.1f}% | "
+                     f"{'yes' if slower < 0.02 else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--smoke", action="store_true", help="one short case, Python load generator")
+    parser.add_argument("--write", help="replace the request-path section of this Markdown file")
+    args = parser.parse_args()
+    if args.smoke:
+        SQLITE.unlink(missing_ok=True)
+        with sqlite3.connect(SQLITE) as connection:
+            connection.execute("CREATE TABLE bench_rows (id integer primary key, name text, price numeric, "
+                               "qty integer, created text, active integer)")
+            connection.execute("INSERT INTO bench_rows VALUES (1, 'a', 1.5, 2, '2024-01-01', 1)")
+        connection.close()
+        with serve("ours-asgi") as (host, port):
+            result = python_load(case("ours-asgi", "lite", "rows100"), host, port, 2, 1.0)
+        print(json.dumps({"requests_per_second": result.requests_per_second, "p50_ms": result.p50_ms,
+                          "p99_ms": result.p99_ms, "errors": result.errors}))
+        return
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk (make bench does)")
+    prepare()
+    floor = driver_floor()
+    results = run_plan(args.duration, wrk)
+    text = report(results, floor, args.duration)
+    print(text)
+    if args.write:
+        path = Path(args.write)
+        current = path.read_text()
+        marker = "## Request path, side by side"
+        head = current.split(marker)[0].rstrip() + "\n\n" if marker in current else current.rstrip() + "\n\n"
+        tail = ""
+        if marker in current:
+            rest = current.split(marker, 1)[1]
+            following = re.search(r"\n## (?!#)", rest)
+            tail = rest[following.start():] if following else ""
+        path.write_text(head + text + tail)
+
+
+if __name__ == "__main__":
+    main()
