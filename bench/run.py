@@ -188,7 +188,7 @@ def wrk(case: Case, host: str, port: int, connections: int, duration: float) -> 
     body = (case.body or b"").decode().replace("\\", "\\\\").replace('"', '\\"')
     script.write_text(f'wrk.method = "{case.method}"\nwrk.body = "{body}"\n'
                       'wrk.headers["Content-Type"] = "application/json"\n')
-    done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script),
+    done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "-s", str(script),
                            f"http://{host}:{port}{case.path}"], capture_output=True, text=True, check=True)
     text = done.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
@@ -378,7 +378,8 @@ def main() -> None:
     parser.add_argument("--write", help="replace the request-path section of this Markdown file")
     args = parser.parse_args()
     if args.smoke:
-        SQLITE.unlink(missing_ok=True)
+        global SQLITE
+        SQLITE = Path(tempfile.mkdtemp(prefix="sqlhttp-smoke-")) / "smoke.db"  # never the full run's file
         with sqlite3.connect(SQLITE) as connection:
             connection.execute("CREATE TABLE bench_rows (id integer primary key, name text, price numeric, "
                                "qty integer, created text, active integer)")

@@ -12,8 +12,10 @@ reading stops at ``max_rows`` rows or ``max_response_bytes`` bytes, so an oversi
 
 from __future__ import annotations
 
+import datetime as dt
 import time
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -24,7 +26,7 @@ from . import errors
 from .bindings import compile_sql
 from .dialects import DialectSupport, dialect_support
 from .dialects.base import Session
-from .encoding import encode_row, encode_value
+from .encoding import encode_value
 from .engines import EngineCache, Lease
 from .options import Options, ResolvedTarget
 from .watchdog import Watchdog
@@ -71,6 +73,30 @@ class _Rows:
     count: int
     size: int
     truncated: bool
+
+
+# Values orjson writes exactly as our type table says: in a typed column (PostgreSQL, MySQL, SQL Server) whose first
+# value is one of these, the others are too, and no Python code has to touch them.
+_NATIVE = frozenset({str, bool, dt.datetime, dt.date, uuid.UUID})
+
+
+def column_converters(batch: list[Any], width: int, *, typed: bool) -> list[tuple[int, Callable[[Any], Any]]]:
+    """(column index, encoder) for the columns whose values need Python's help to become lossless JSON."""
+    converters: list[tuple[int, Callable[[Any], Any]]] = []
+    for index in range(width):
+        first = next((row[index] for row in batch if row[index] is not None), None)
+        if not (typed and type(first) in _NATIVE):
+            converters.append((index, encode_value))
+    return converters
+
+
+def _shape(row: Any, converters: list[tuple[int, Callable[[Any], Any]]], columns: list[str],
+           as_objects: bool) -> Any:
+    if converters:
+        row = list(row)
+        for index, encode in converters:
+            row[index] = encode(row[index])
+    return dict(zip(columns, row, strict=True)) if as_objects else row
 
 
 class Runner:
@@ -149,24 +175,32 @@ class Runner:
         rows = _Rows([], 0, 0, False)
         columns: list[str] | None = None
         types: list[str | None] = []
+        converters: list[tuple[int, Callable[[Any], Any]]] = []
         as_objects = query.row_mode == "object"
-        dumps = orjson.dumps
         for batch in batches:
             if columns is None:
                 columns = [column[0] for column in cursor.description]
                 types = support.column_types(cursor, batch)
-            for row in batch:
-                values = encode_row(row)
-                piece = dumps(dict(zip(columns, values, strict=True)) if as_objects else values)
+                converters = column_converters(batch, len(columns), typed=support.family != "sqlite")
+            shaped = [_shape(row, converters, columns, as_objects) for row in batch]
+            # One orjson call for the whole batch while it fits; row by row only to find where a cap cuts it.
+            chunk = orjson.dumps(shaped)[1:-1]
+            if rows.count + len(shaped) <= limits.max_rows and rows.size + len(chunk) + 1 <= limits.max_bytes:
+                if chunk:
+                    rows.pieces.append(chunk)
+                rows.count += len(shaped)
+                rows.size += len(chunk) + 1
+                continue
+            for value in shaped:
+                piece = orjson.dumps(value)
                 if rows.count >= limits.max_rows or rows.size + len(piece) + 1 > limits.max_bytes:
                     rows.truncated = True
                     break
                 rows.pieces.append(piece)
                 rows.count += 1
                 rows.size += len(piece) + 1
-            if rows.truncated:
-                support.abandon(lease, cursor, batches)
-                break
+            support.abandon(lease, cursor, batches)
+            break
         if columns is None:
             description = cursor.description
             columns = [column[0] for column in description] if description else []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from .. import errors
@@ -58,6 +59,15 @@ class SQLiteSupport(DialectSupport):
 
     def is_multiple_statements(self, exc: BaseException) -> bool:
         return "one statement at a time" in str(exc)
+
+    def execute(self, dbapi_connection: Any, sql: str, params: list[Any], batch: int) -> tuple[Any, Iterator[Any]]:
+        try:
+            return super().execute(dbapi_connection, sql, params, batch)
+        except OverflowError:
+            # sqlite3 raises this (not an sqlite3.Error) for integers beyond 64 bits.
+            raise errors.BindingError(
+                "an integer binding is beyond SQLite's 64-bit range; send large numbers as strings"
+            ) from None
 
     def in_transaction(self, dbapi_connection: Any) -> bool:
         return bool(dbapi_connection.in_transaction)
