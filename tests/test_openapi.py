@@ -56,7 +56,6 @@ FUZZ = settings(
 )
 TABLE = "openapi_items"
 MAX_ROWS = 20
-INT64 = range(-(2**63), 2**63)
 
 
 def shipped_document() -> dict[str, Any]:
