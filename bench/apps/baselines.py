@@ -32,7 +32,7 @@ async def _sql(request: Request) -> StarletteResponse:
     body = orjson.loads(await request.body())
     async with _pool.acquire() as connection:
         rows = await connection.fetch(body["sql"], *body.get("bindings", []))
-    return StarletteResponse(orjson.dumps([dict(row) for row in rows]), media_type="application/json")
+    return StarletteResponse(orjson.dumps([dict(row) for row in rows], default=str), media_type="application/json")
 
 
 starlette_app = Starlette(routes=[Route("/sql", _sql, methods=["POST"])])
