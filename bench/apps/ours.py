@@ -22,7 +22,8 @@ TARGETS = {
     "maria": "mariadb://127.0.0.1:3306",
     "lite": Target(f"sqlite:///{SQLITE}", users={"bench": "bench"}),
 }
-OPTIONS = {"targets": TARGETS, "rate_limit": 10_000_000, "rate_limit_namespace": "bench"}
+OPTIONS = {"targets": TARGETS, "rate_limit": 10_000_000, "rate_limit_namespace": "bench",
+           "executor_threads": int(os.environ.get("SQLHTTP_EXECUTOR_THREADS", "8"))}
 
 asgi_app = ASGIMiddleware(None, **OPTIONS)
 wsgi_app = WSGIMiddleware(None, **OPTIONS)
