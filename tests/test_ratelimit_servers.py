@@ -21,7 +21,7 @@ import pytest
 from sqlhttp_middleware.ratelimit.shm import SharedMemoryStorage, default_directory
 
 from .conftest import ROOT, SQLITE_PASSWORD, SQLITE_USER
-from .test_real_servers import free_port, wait_until_serving
+from .test_real_servers import free_port, stop, wait_until_serving
 
 WORKERS = 4
 LIMIT = 600
@@ -53,14 +53,7 @@ def gunicorn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]
         wait_until_serving(f"http://127.0.0.1:{port}/", process)
         yield Server(process, port, counts)
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+        stop(process)
         counts.unlink(missing_ok=True)
 
 

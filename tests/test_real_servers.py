@@ -104,14 +104,19 @@ def serving(kind: str, env: dict[str, str]) -> Iterator[str]:
         wait_until_serving(f"http://127.0.0.1:{port}{probe}", process)
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes], grace: float = 15) -> None:
+    """Terminate a server, kill it if it will not go, and close its pipe."""
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stderr is not None:
+        process.stderr.close()
 
 
 @pytest.fixture(scope="module", params=list(HOST_ROUTE))

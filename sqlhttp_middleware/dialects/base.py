@@ -10,7 +10,9 @@ from typing import Any, ClassVar
 
 from .. import errors
 
-__all__ = ["DialectSupport", "Session", "auth_failed", "fetch_batches", "first_keyword"]
+__all__ = [
+    "DialectSupport", "NumberedErrors", "Session", "auth_failed", "error_number", "fetch_batches", "first_keyword",
+]
 
 FATAL = re.compile(r"FATAL:\s+(.*)")
 
@@ -140,6 +142,20 @@ class DialectSupport:
 def _auth_failed(target: str, username: str) -> errors.AuthenticationFailed:
     # One message for a wrong password and an unknown user, so answers cannot be used to enumerate logins.
     return errors.AuthenticationFailed(f"authentication failed for user {username!r} on target {target!r}")
+
+
+def error_number(exc: BaseException) -> int | None:
+    """The error number PyMySQL and pymssql put first in an exception's args."""
+    args: tuple[Any, ...] = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+class NumberedErrors(DialectSupport):
+    """Drivers whose errors are ``(number, message)``: PyMySQL and pymssql."""
+
+    def error_code(self, exc: BaseException) -> str | None:
+        number = error_number(exc)
+        return None if number is None else str(number)
 
 
 def auth_failed(target: str, username: str) -> errors.AuthenticationFailed:

@@ -6,10 +6,10 @@ import math
 from typing import Any
 
 from .. import errors
-from .base import DialectSupport, Session, auth_failed
+from .base import NumberedErrors, Session, auth_failed, error_number
 
 
-class MSSQLSupport(DialectSupport):
+class MSSQLSupport(NumberedErrors):
     """SQL Server through pymssql (FreeTDS, bundled in its wheel). No SQL Server runs in our test suite."""
 
     family = "mssql"
@@ -30,20 +30,11 @@ class MSSQLSupport(DialectSupport):
         return False  # autocommit mode; an explicit BEGIN TRANSACTION is undone by the rollback on error paths
 
     def translate_connect_error(self, exc: BaseException, target: str, username: str) -> errors.SQLHTTPError:
-        if self._number(exc) == 18456:
+        if error_number(exc) == 18456:
             return auth_failed(target, username)
-        if self._number(exc) == 4060:
+        if error_number(exc) == 4060:
             return errors.UnknownDatabase(f"cannot open the requested database on target {target!r}")
         return super().translate_connect_error(exc, target, username)
-
-    @staticmethod
-    def _number(exc: BaseException) -> int | None:
-        args: tuple[Any, ...] = getattr(exc, "args", ())
-        return args[0] if args and isinstance(args[0], int) else None
-
-    def error_code(self, exc: BaseException) -> str | None:
-        number = self._number(exc)
-        return None if number is None else str(number)
 
     def error_message(self, exc: BaseException) -> str:
         args: tuple[Any, ...] = getattr(exc, "args", ())

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import errors
-from .base import DialectSupport, Session, auth_failed, fetch_batches
+from .base import NumberedErrors, Session, auth_failed, error_number, fetch_batches
 
 
-class MySQLSupport(DialectSupport):
+class MySQLSupport(NumberedErrors):
     family = "mysql"
 
     def connect_args(self, connect_timeout: float) -> dict[str, Any]:
@@ -75,10 +75,10 @@ class MySQLSupport(DialectSupport):
         lease.broken = True
 
     def is_timeout(self, exc: BaseException) -> bool:
-        return self._errno(exc) in (1969, 3024, 1317)
+        return error_number(exc) in (1969, 3024, 1317)
 
     def is_read_only_refusal(self, exc: BaseException) -> bool:
-        return self._errno(exc) == 1792
+        return error_number(exc) == 1792
 
     def column_types(self, cursor: Any, rows: list[Any]) -> list[str | None]:
         return [_MYSQL_TYPES.get(column[1], str(column[1])) for column in cursor.description]
@@ -99,7 +99,7 @@ class MySQLSupport(DialectSupport):
         return int(cursor.rowcount) if cursor.rowcount is not None and cursor.rowcount >= 0 else None
 
     def translate_connect_error(self, exc: BaseException, target: str, username: str) -> errors.SQLHTTPError:
-        code = self._errno(exc)
+        code = error_number(exc)
         if code in (1045, 1698):
             return auth_failed(target, username)
         if code == 1049:
@@ -107,15 +107,6 @@ class MySQLSupport(DialectSupport):
         if code in (1044, 1227):
             return errors.PermissionDenied(self.error_message(exc))
         return super().translate_connect_error(exc, target, username)
-
-    @staticmethod
-    def _errno(exc: BaseException) -> int | None:
-        args: tuple[Any, ...] = getattr(exc, "args", ())
-        return args[0] if args and isinstance(args[0], int) else None
-
-    def error_code(self, exc: BaseException) -> str | None:
-        code = self._errno(exc)
-        return None if code is None else str(code)
 
     def error_message(self, exc: BaseException) -> str:
         args: tuple[Any, ...] = getattr(exc, "args", ())
