@@ -188,7 +188,8 @@ def wrk(case: Case, host: str, port: int, connections: int, duration: float) -> 
     body = (case.body or b"").decode().replace("\\", "\\\\").replace('"', '\\"')
     script.write_text(f'wrk.method = "{case.method}"\nwrk.body = "{body}"\n'
                       'wrk.headers["Content-Type"] = "application/json"\n')
-    done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "-s", str(script),
+    seconds = max(1, round(duration))  # wrk takes whole seconds
+    done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
                            f"http://{host}:{port}{case.path}"], capture_output=True, text=True, check=True)
     text = done.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
