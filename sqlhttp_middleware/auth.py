@@ -67,15 +67,6 @@ def verify_secret(stored: str, offered: str) -> bool:
                                hashlib.sha256(offered.encode("utf-8", "surrogatepass")).digest())
 
 
-def is_stored_secret(value: str) -> bool:
-    if value.startswith(PBKDF2 + "$"):
-        parts = value.split("$")
-        return len(parts) == 4 and parts[1].isdigit() and int(parts[1]) > 0 and bool(parts[2]) and bool(parts[3])
-    if value.startswith(SHA256 + "$"):
-        return len(value) == len(SHA256) + 1 + 64
-    return False
-
-
 @dataclass(frozen=True)
 class AuthContext:
     """What the ``authorize`` hook is told about a request."""

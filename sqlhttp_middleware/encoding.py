@@ -31,9 +31,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-import orjson
-
-__all__ = ["MAX_SAFE_INTEGER", "dumps", "encode_row", "encode_value", "iso_duration"]
+__all__ = ["MAX_SAFE_INTEGER", "encode_value", "iso_duration"]
 
 MAX_SAFE_INTEGER = 2**53 - 1
 
@@ -140,12 +138,3 @@ def encode_value(value: Any) -> Any:
         if isinstance(value, kind):
             return fallback(value)
     return str(value)
-
-
-def encode_row(row: tuple[Any, ...] | list[Any]) -> list[Any]:
-    return [encode_value(value) for value in row]
-
-
-def dumps(document: Any) -> bytes:
-    """Serialise an already encoded document."""
-    return orjson.dumps(document)
