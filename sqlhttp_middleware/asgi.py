@@ -11,6 +11,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from .core import Request, Response, SQLHTTPCore
@@ -51,7 +52,8 @@ class SQLHTTPMiddleware:
                 client = scope.get("client")
                 request = Request(method, _route_path(scope), headers, body, client[0] if client else None)
                 loop = asyncio.get_running_loop()
-                response = await loop.run_in_executor(self._pool(), self.core.handle, request)
+                handle = partial(self.core.handle, request, head_checked=True)
+                response = await loop.run_in_executor(self._pool(), handle)
         await _send(response, send)
 
     def _pool(self) -> ThreadPoolExecutor:

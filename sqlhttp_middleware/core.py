@@ -61,7 +61,6 @@ class SQLHTTPCore:
         self.limiter = RateLimiter(
             limit=opts.rate_limit, window=opts.rate_limit_window, per_client=opts.rate_limit_per_client,
             storage=opts.rate_limit_storage, fail_open=opts.rate_limit_fail_open,
-            trusted_proxies=opts.trusted_proxies,
             namespace=opts.rate_limit_namespace or namespace_for(opts.path, list(opts.targets)),
         )
         self._target_policies = {name: self.limiter.target_policy(t.rate_limit) for name, t in opts.targets.items()}
@@ -157,20 +156,25 @@ class SQLHTTPCore:
 
     # -- the request ----------------------------------------------------------------------------------------------
 
-    def handle(self, request: Request) -> Response:
-        """Answer one request to the endpoint. Blocking; never raises."""
+    def handle(self, request: Request, *, head_checked: bool = False) -> Response:
+        """Answer one request to the endpoint. Blocking; never raises.
+
+        Adapters that already called :meth:`check_head` before reading the body pass ``head_checked=True``.
+        """
         admission: Admission | None = None
         try:
-            refused = self._check_head(request.method, request.headers, request.path)
-            if refused is not None:
-                self._add_cors(refused, request.headers)
-                return refused
+            if not head_checked:
+                refused = self._check_head(request.method, request.headers, request.path)
+                if refused is not None:
+                    self._add_cors(refused, request.headers)
+                    return refused
             if len(request.body) > self.options.max_body_bytes:
                 raise self.too_large()
-            admission = self.limiter.admit_request(request.client, request.headers)
+            client = client_address(request.client, request.headers, self.options.trusted_proxies)
+            admission = self.limiter.admit_request(client)
             query = self.parse(request.body)
             self.limiter.admit_target(admission, query.target.name, self._target_policies[query.target.name])
-            response = Response(200, self._run(request, query))
+            response = Response(200, self._run(request, query, client))
         except errors.RateLimited as error:
             response = self.error_response(error)  # carries its own rate-limit headers
             admission = None
@@ -241,10 +245,9 @@ class SQLHTTPCore:
             timeout=timeout,
         )
 
-    def _run(self, request: Request, query: Query) -> bytes:
+    def _run(self, request: Request, query: Query, client: str) -> bytes:
         """Authenticate (behind the brute-force brake), then run."""
         target = query.target
-        client = client_address(request.client, request.headers, self.options.trusted_proxies)
         self.auth.check_throttle(client, target.name, query.username)
         try:
             login = self._authenticate(request, query, client)

@@ -221,7 +221,7 @@ class Runner:
                     maxBytes=limits.max_bytes,
                 )
             return array
-        row_count = rows.count if cursor.description is not None or columns else support.row_count(cursor)
+        row_count = rows.count if columns else support.row_count(cursor)
         return b"".join([
             b'{"columns":',
             orjson.dumps([{"name": name, "type": kind} for name, kind in zip(columns, types, strict=True)]),

@@ -45,7 +45,7 @@ class SQLHTTPMiddleware:
         if body is None:
             return _send(self.core.error_response(self.core.too_large()), start_response)
         request = Request(method, environ.get("PATH_INFO", ""), headers, body, environ.get("REMOTE_ADDR"))
-        return _send(self.core.handle(request), start_response)
+        return _send(self.core.handle(request, head_checked=True), start_response)
 
     def close(self) -> None:
         self.core.close()

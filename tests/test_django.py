@@ -339,7 +339,7 @@ def test_async_work_runs_on_our_bounded_pool_off_the_loop(sqlite_database: Datab
         threads: list[threading.Thread] = []
         running, peak, lock = 0, 0, threading.Lock()
 
-        def handle(request: Request) -> Response:
+        def handle(request: Request, **options: Any) -> Response:
             nonlocal running, peak
             with lock:
                 threads.append(threading.current_thread())
@@ -348,7 +348,7 @@ def test_async_work_runs_on_our_bounded_pool_off_the_loop(sqlite_database: Datab
             time.sleep(0.1)
             with lock:
                 running -= 1
-            return real_handle(request)
+            return real_handle(request, **options)
 
         monkeypatch.setattr(core, "handle", handle)
         body = json.dumps(sqlite_database.body("select 1 as one"))

@@ -171,9 +171,9 @@ async def test_asgi_never_runs_database_work_on_the_event_loop(sqlite_database: 
     threads: list[int] = []
     original = app.core.handle
 
-    def recording(request: Any) -> Any:
+    def recording(request: Any, **options: Any) -> Any:
         threads.append(threading.get_ident())
-        return original(request)
+        return original(request, **options)
 
     app.core.handle = recording  # type: ignore[method-assign]
     body = json.dumps(sqlite_database.body("select 1 as one")).encode()

@@ -16,6 +16,7 @@ import os
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -55,7 +56,7 @@ class SQLHTTPMiddleware:
         if not core.matches(request.path_info):
             return self.get_response(request)
         answer = _prepare(core, request)
-        return _to_django(answer if isinstance(answer, Response) else core.handle(answer))
+        return _to_django(answer if isinstance(answer, Response) else core.handle(answer, head_checked=True))
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         core = get_core()
@@ -64,7 +65,8 @@ class SQLHTTPMiddleware:
         answer = _prepare(core, request)
         if isinstance(answer, Request):
             loop = asyncio.get_running_loop()
-            answer = await loop.run_in_executor(self._pool(core.options.executor_threads), core.handle, answer)
+            answer = await loop.run_in_executor(self._pool(core.options.executor_threads),
+                                                partial(core.handle, answer, head_checked=True))
         return _to_django(answer)
 
     def _pool(self, threads: int) -> ThreadPoolExecutor:

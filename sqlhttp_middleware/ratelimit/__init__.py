@@ -94,11 +94,10 @@ def _reset(policy: Policy, window: SlidingWindow) -> int:
 
 class RateLimiter:
     def __init__(self, *, limit: int, window: float, per_client: int, storage: str, fail_open: bool,
-                 trusted_proxies: int, namespace: str) -> None:
+                 namespace: str) -> None:
         self.window = window
         self.mount = Policy("mount", limit, window) if limit else None
         self.client = Policy("client", per_client, window) if per_client else None
-        self.trusted_proxies = trusted_proxies
         self.fail_open = fail_open
         self._spec = storage
         self._namespace = namespace
@@ -108,13 +107,14 @@ class RateLimiter:
     def target_policy(self, limit: int | None) -> Policy | None:
         return Policy("target", limit, self.window) if limit else None
 
-    def admit_request(self, peer: str | None, headers: Mapping[str, str]) -> Admission:
-        """Count the request against the mount and client limits; raise ``RateLimited`` over either."""
+    def admit_request(self, client: str) -> Admission:
+        """Count the request against the mount limit, and ``client``'s (its address); raise ``RateLimited`` over
+        either."""
         admission = Admission([])
         if self.mount is not None:
             self._count(admission, self.mount, "mount")
         if self.client is not None:
-            self._count(admission, self.client, "client:" + client_address(peer, headers, self.trusted_proxies))
+            self._count(admission, self.client, "client:" + client)
         return admission
 
     def admit_target(self, admission: Admission, target: str, policy: Policy | None) -> None:
