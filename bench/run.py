@@ -293,11 +293,15 @@ PLAN = [
 ]
 
 
-def run_plan(duration: float, load: object) -> list[Result]:
+def run_plan(duration: float, load: object, only: list[str] | None = None) -> list[Result]:
+    """Every case of PLAN, or those whose "server:db:workload" starts with one of ``only``."""
     results = []
     for server, database, workloads in PLAN:
+        chosen = [w for w in workloads if not only or any(f"{server}:{database}:{w}".startswith(o) for o in only)]
+        if not chosen:
+            continue
         with serve(server) as (host, port):
-            for workload in workloads:
+            for workload in chosen:
                 one = case(server, database, workload)
                 load(one, host, port, 2, 1.0)  # type: ignore[operator]  # warm the pools
                 for connections in (1, 16):
@@ -377,6 +381,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--smoke", action="store_true", help="one short case, Python load generator")
     parser.add_argument("--write", help="replace the request-path section of this Markdown file")
+    parser.add_argument("--only", nargs="*", help="cases to run, as server[:db[:workload]] prefixes")
     args = parser.parse_args()
     if args.smoke:
         global SQLITE
@@ -393,9 +398,11 @@ def main() -> None:
         return
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk (make bench does)")
+    if args.write and args.only:
+        sys.exit("--write needs the whole plan; drop --only")
     prepare()
     floor = driver_floor()
-    results = run_plan(args.duration, wrk)
+    results = run_plan(args.duration, wrk, args.only)
     text = report(results, floor, args.duration)
     print(text)
     if args.write:

@@ -275,8 +275,9 @@ class EngineCache:
             hide_parameters=True,
         )
         event.listen(engine, "do_connect", lambda dialect, record, cargs, cparams: support.adjust_connect(cparams))
+        timeout = target.statement_timeout or options.statement_timeout
         event.listen(engine, "connect", lambda dbapi_connection, record: support.on_connect(
-            dbapi_connection, target.read_only))
+            dbapi_connection, target.read_only, timeout))
         event.listen(engine, "checkin", _mark_idle)
         event.listen(engine, "checkout", _check_alive(support))
         return engine

@@ -5,8 +5,8 @@ Connections run in autocommit mode, so a single statement commits on success and
 the extra BEGIN/COMMIT round trips. If the statement itself opened a transaction (``BEGIN``), it is rolled back
 before the connection goes back to the pool: the client has no later request in which to finish it.
 
-Every checkout re-applies the statement timeout and the read-only mode in the database session, so nothing a
-previous request set (``SET statement_timeout = 0``) outlives it. Rows are read in batches and encoded as they come;
+Every checkout makes sure of the statement timeout and the read-only mode of the database session, so nothing a
+previous request set (``SET statement_timeout = 0``) outlives it (see each dialect's ``prepare_session``). Rows are read in batches and encoded as they come;
 reading stops at ``max_rows`` rows or ``max_response_bytes`` bytes, so an oversized result is never held whole.
 """
 
@@ -31,10 +31,9 @@ from .engines import EngineCache, Lease
 from .options import Options, ResolvedTarget
 from .watchdog import Watchdog
 
-__all__ = ["Limits", "Login", "Query", "Runner"]
+__all__ = ["Collector", "Limits", "Login", "Query", "Runner", "document"]
 
 BATCH = 500  # rows fetched and encoded at a time
-WATCHDOG_GRACE = 1.0  # seconds the database's own timeout gets before the watchdog steps in
 
 
 @dataclass(frozen=True)
@@ -121,8 +120,8 @@ class Runner:
         }
         self._watchdog = Watchdog()
 
-    def run(self, query: Query, login: Login) -> bytes:
-        """The JSON answer to ``query``, run with the database ``login``, or an :class:`errors.SQLHTTPError`."""
+    def compile(self, query: Query) -> tuple[DialectSupport, str, list[Any]]:
+        """The query's dialect, and its SQL and parameters in the driver's paramstyle."""
         target = query.target
         support = dialect_support(target.family)
         sql, params = compile_sql(
@@ -132,27 +131,42 @@ class Runner:
             paramstyle=support.paramstyle,  # type: ignore[arg-type]
             quote_identifier=self._dialects[target.name].identifier_preparer.quote_identifier,
         )
-        limits = self.limits[target.name]
-        with self._engines.connection(target, login.username, login.password, login.database) as lease:
-            return self._execute(lease, support, sql, params, query, limits)
+        return support, sql, params
 
-    def _execute(self, lease: Lease, support: DialectSupport, sql: str, params: list[Any], query: Query,
-                 limits: Limits) -> bytes:
+    def session(self, query: Query) -> Session:
+        """The timeout and read-only mode this query runs under; its deadline starts now."""
+        limits = self.limits[query.target.name]
+        timeout = min(limits.timeout, query.timeout) if query.timeout else limits.timeout
+        return Session(timeout=timeout, read_only=limits.read_only, deadline=time.monotonic() + timeout,
+                       target_timeout=limits.timeout)
+
+    def run(self, query: Query, login: Login) -> bytes:
+        """The JSON answer to ``query``, run with the database ``login``, or an :class:`errors.SQLHTTPError`."""
+        support, sql, params = self.compile(query)
+        with self._engines.connection(query.target, login.username, login.password, login.database) as lease:
+            return self._execute(lease, support, sql, params, query)
+
+    def _execute(self, lease: Lease, support: DialectSupport, sql: str, params: list[Any], query: Query) -> bytes:
         connection = lease.dbapi_connection
         engine = lease.entry.engine
         dbapi_error: type[BaseException] = engine.dialect.loaded_dbapi.Error
-        timeout = min(limits.timeout, query.timeout) if query.timeout else limits.timeout
-        session = Session(timeout=timeout, read_only=limits.read_only, deadline=time.monotonic() + timeout)
+        limits = self.limits[query.target.name]
+        session = self.session(query)
+        timeout = session.timeout
         watch: int | None = None
         cursor: Any = None
         try:
             support.prepare_session(connection, session, engine.dialect)
             if support.needs_watchdog(engine.dialect):
-                watch = self._watchdog.arm(session.deadline + WATCHDOG_GRACE,
+                watch = self._watchdog.arm(session.deadline + support.watchdog_grace,
                                            lambda: support.kill_query(connection, engine))
             cursor, batches = support.execute(connection, sql, params, BATCH)
-            columns, types, rows = self._read(lease, support, cursor, batches, query, limits)
-            body = self._document(query, limits, support, cursor, columns, types, rows)
+            collector = Collector(support, cursor, query, limits)
+            for batch in batches:
+                if not collector.add(batch):
+                    support.abandon(lease, cursor, batches)
+                    break
+            body = collector.document()
         except dbapi_error as exc:
             if engine.dialect.is_disconnect(exc, connection, cursor):  # type: ignore[arg-type]
                 lease.broken = True
@@ -168,69 +182,6 @@ class Runner:
             self._close(lease, support, cursor, dbapi_error)
         self._leave_no_transaction(lease, support)
         return body
-
-    @staticmethod
-    def _read(lease: Lease, support: DialectSupport, cursor: Any, batches: Iterator[Any], query: Query,
-              limits: Limits) -> tuple[list[str], list[str | None], _Rows]:
-        rows = _Rows([], 0, 0, False)
-        columns: list[str] | None = None
-        types: list[str | None] = []
-        converters: list[tuple[int, Callable[[Any], Any]]] = []
-        as_objects = query.row_mode == "object"
-        for batch in batches:
-            if columns is None:
-                columns = [column[0] for column in cursor.description]
-                types = support.column_types(cursor, batch)
-                converters = column_converters(batch, len(columns), typed=support.family != "sqlite")
-            shaped = [_shape(row, converters, columns, as_objects) for row in batch]
-            # One orjson call for the whole batch while it fits; row by row only to find where a cap cuts it.
-            chunk = orjson.dumps(shaped)[1:-1]
-            if rows.count + len(shaped) <= limits.max_rows and rows.size + len(chunk) + 1 <= limits.max_bytes:
-                if chunk:
-                    rows.pieces.append(chunk)
-                rows.count += len(shaped)
-                rows.size += len(chunk) + 1
-                continue
-            for value in shaped:
-                piece = orjson.dumps(value)
-                if rows.count >= limits.max_rows or rows.size + len(piece) + 1 > limits.max_bytes:
-                    rows.truncated = True
-                    break
-                rows.pieces.append(piece)
-                rows.count += 1
-                rows.size += len(piece) + 1
-            support.abandon(lease, cursor, batches)
-            break
-        if columns is None:
-            description = cursor.description
-            columns = [column[0] for column in description] if description else []
-            types = support.column_types(cursor, []) if description else []
-        return columns, types, rows
-
-    @staticmethod
-    def _document(query: Query, limits: Limits, support: DialectSupport, cursor: Any, columns: list[str],
-                  types: list[str | None], rows: _Rows) -> bytes:
-        array = b"[" + b",".join(rows.pieces) + b"]"
-        if query.shape == "rows":
-            if rows.truncated:
-                raise errors.ResultTooLarge(
-                    f"the result is larger than this target's limit of {limits.max_rows} rows or "
-                    f"{limits.max_bytes} bytes; add a LIMIT, or ask for \"shape\": \"full\" to receive the first "
-                    "rows marked truncated",
-                    maxRows=limits.max_rows,
-                    maxBytes=limits.max_bytes,
-                )
-            return array
-        row_count = rows.count if columns else support.row_count(cursor)
-        return b"".join([
-            b'{"columns":',
-            orjson.dumps([{"name": name, "type": kind} for name, kind in zip(columns, types, strict=True)]),
-            b',"rows":', array,
-            b',"rowCount":', orjson.dumps(row_count),
-            b',"lastInsertId":', orjson.dumps(encode_value(support.last_insert_id(cursor))),
-            b',"truncated":', b"true" if rows.truncated else b"false",
-            b"}",
-        ])
 
     @staticmethod
     def _close(lease: Lease, support: DialectSupport, cursor: Any, dbapi_error: type[BaseException]) -> None:
@@ -251,3 +202,75 @@ class Runner:
                 connection.rollback()
         except Exception:
             lease.broken = True
+
+
+class Collector:
+    """Encodes a result a batch at a time within the caps; the same for every driver, sync or async."""
+
+    def __init__(self, support: DialectSupport, cursor: Any, query: Query, limits: Limits) -> None:
+        self.support, self.cursor, self.query, self.limits = support, cursor, query, limits
+        self.rows = _Rows([], 0, 0, False)
+        self.columns: list[str] | None = None
+        self.types: list[str | None] = []
+        self._converters: list[tuple[int, Callable[[Any], Any]]] = []
+        self._as_objects = query.row_mode == "object"
+
+    def add(self, batch: list[Any]) -> bool:
+        """Take a batch of rows. False: a cap was reached, read no further."""
+        if self.columns is None:
+            self.columns = [column[0] for column in self.cursor.description]
+            self.types = self.support.column_types(self.cursor, batch)
+            self._converters = column_converters(batch, len(self.columns), typed=self.support.family != "sqlite")
+        converters, columns, as_objects = self._converters, self.columns, self._as_objects
+        shaped = [_shape(row, converters, columns, as_objects) for row in batch]
+        rows, limits = self.rows, self.limits
+        # One orjson call for the whole batch while it fits; row by row only to find where a cap cuts it.
+        chunk = orjson.dumps(shaped)[1:-1]
+        if rows.count + len(shaped) <= limits.max_rows and rows.size + len(chunk) + 1 <= limits.max_bytes:
+            if chunk:
+                rows.pieces.append(chunk)
+            rows.count += len(shaped)
+            rows.size += len(chunk) + 1
+            return True
+        for value in shaped:
+            piece = orjson.dumps(value)
+            if rows.count >= limits.max_rows or rows.size + len(piece) + 1 > limits.max_bytes:
+                rows.truncated = True
+                break
+            rows.pieces.append(piece)
+            rows.count += 1
+            rows.size += len(piece) + 1
+        return False
+
+    def document(self) -> bytes:
+        """The answer's bytes, in the shape the query asked for (or ResultTooLarge)."""
+        if self.columns is None:
+            description = self.cursor.description
+            self.columns = [column[0] for column in description] if description else []
+            self.types = self.support.column_types(self.cursor, []) if description else []
+        return document(self.query, self.limits, self.support, self.cursor, self.columns, self.types, self.rows)
+
+
+def document(query: Query, limits: Limits, support: DialectSupport, cursor: Any, columns: list[str],
+             types: list[str | None], rows: _Rows) -> bytes:
+    array = b"[" + b",".join(rows.pieces) + b"]"
+    if query.shape == "rows":
+        if rows.truncated:
+            raise errors.ResultTooLarge(
+                f"the result is larger than this target's limit of {limits.max_rows} rows or "
+                f"{limits.max_bytes} bytes; add a LIMIT, or ask for \"shape\": \"full\" to receive the first "
+                "rows marked truncated",
+                maxRows=limits.max_rows,
+                maxBytes=limits.max_bytes,
+            )
+        return array
+    row_count = rows.count if columns else support.row_count(cursor)
+    return b"".join([
+        b'{"columns":',
+        orjson.dumps([{"name": name, "type": kind} for name, kind in zip(columns, types, strict=True)]),
+        b',"rows":', array,
+        b',"rowCount":', orjson.dumps(row_count),
+        b',"lastInsertId":', orjson.dumps(encode_value(support.last_insert_id(cursor))),
+        b',"truncated":', b"true" if rows.truncated else b"false",
+        b"}",
+    ])

@@ -1,5 +1,7 @@
-"""One thread that stops statements the database's own timeout does not cover (MySQL's max_execution_time covers
-only SELECT). Arming and disarming cost a heap operation under a lock; no thread is started per request."""
+"""One thread that stops statements at their deadline: on PostgreSQL by a cancel request, on MySQL with ``KILL
+QUERY`` for what its own timeout does not cover (max_execution_time covers only SELECT). Arming and disarming cost
+a heap operation under a lock; no thread is started per request. Disarming waits for an action already under way,
+so a late cancel can never reach the next statement on the same connection."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ class Watchdog:
         self._live: set[int] = set()
         self._ids = itertools.count()
         self._thread: threading.Thread | None = None
+        self._running: int | None = None  # the handle whose action is under way
 
     def arm(self, deadline: float, action: Callable[[], None]) -> int:
         """Run ``action`` at ``deadline`` (``time.monotonic()``) unless disarmed first. Returns a handle."""
@@ -38,6 +41,8 @@ class Watchdog:
     def disarm(self, handle: int) -> None:
         with self._condition:
             self._live.discard(handle)
+            while self._running == handle:
+                self._condition.wait()
 
     def _run(self) -> None:
         while True:
@@ -49,7 +54,12 @@ class Watchdog:
                 if handle not in self._live:
                     continue
                 self._live.discard(handle)
+                self._running = handle
             try:
                 action()
             except Exception:  # the statement may have ended meanwhile; nothing else to do
                 logger.warning("sqlhttp-middleware: the watchdog could not stop a statement", exc_info=True)
+            finally:
+                with self._condition:
+                    self._running = None
+                    self._condition.notify_all()

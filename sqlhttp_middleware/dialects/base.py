@@ -19,16 +19,18 @@ FATAL = re.compile(r"FATAL:\s+(.*)")
 
 @dataclass(frozen=True)
 class Session:
-    """What every checkout re-applies, so nothing a previous request set can outlive it."""
+    """What every checkout makes sure of, so nothing a previous request set can outlive it."""
 
-    timeout: float  # seconds
+    timeout: float  # seconds, this request's (a request may ask for less than its target's)
     read_only: bool
     deadline: float  # time.monotonic() by which the statement must be done
+    target_timeout: float = 0.0  # seconds, the target's: what a session keeps between requests
 
 
 class DialectSupport:
     family: ClassVar[str]
     paramstyle: ClassVar[str] = "format"
+    watchdog_grace: ClassVar[float] = 1.0  # seconds the database's own timeout gets before the watchdog steps in
 
     def connect_args(self, connect_timeout: float) -> dict[str, Any]:
         return {}
@@ -36,8 +38,8 @@ class DialectSupport:
     def adjust_connect(self, cparams: dict[str, Any]) -> None:
         """Last changes to the driver's connect() arguments."""
 
-    def on_connect(self, dbapi_connection: Any, read_only: bool) -> None:
-        """Once for each new connection."""
+    def on_connect(self, dbapi_connection: Any, read_only: bool, timeout: float) -> None:
+        """Once for each new connection, with its target's read-only mode and statement timeout."""
 
     def prepare_session(self, dbapi_connection: Any, session: Session, server: Any) -> None:
         """At every checkout: the statement timeout and read-only mode, enforced by the database."""

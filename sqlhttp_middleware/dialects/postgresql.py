@@ -15,6 +15,7 @@ _ROW_KEYWORDS = frozenset({"select", "with", "values", "table", "show", "explain
 _SESSION_SQL = (
     "SELECT set_config('statement_timeout', %s, false), set_config('default_transaction_read_only', %s, false)"
 )
+_READ_ONLY = "default_transaction_read_only"
 
 
 def _single_statement_cursor() -> type:
@@ -33,8 +34,33 @@ def _single_statement_cursor() -> type:
     return SingleStatementCursor
 
 
+def session_arguments(timeout: float, read_only: bool) -> list[str]:
+    return [str(max(1, round(timeout * 1000))), on_off(read_only)]
+
+
+def on_off(value: bool) -> str:
+    return "on" if value else "off"
+
+
+def needs_arming(dbapi_connection: Any, session: Session) -> bool:
+    """True when the session's read-only mode may not be the target's.
+
+    PostgreSQL 14 and later report ``default_transaction_read_only`` to the client whenever it changes (a
+    ParameterStatus message, read by libpq with the statement's answer), so a request that turned it off is seen
+    without a round trip. Older servers report nothing: the session is re-armed at every checkout.
+    """
+    return bool(dbapi_connection.info.parameter_status(_READ_ONLY) != on_off(session.read_only))
+
+
 class PostgreSQLSupport(DialectSupport):
+    """The statement timeout is held by a cancel request sent at the deadline (the watchdog's, or the event loop's
+    timer on the async path), which no ``SET statement_timeout`` can switch off; the session's own
+    ``statement_timeout``, set to the target's when the connection opens, is a second line. The read-only mode is
+    the session's ``default_transaction_read_only``, re-applied whenever PostgreSQL reports that a request changed it.
+    """
+
     family = "postgresql"
+    watchdog_grace = 0.0
 
     def connect_args(self, connect_timeout: float) -> dict[str, Any]:
         return {
@@ -43,10 +69,19 @@ class PostgreSQLSupport(DialectSupport):
             "cursor_factory": _single_statement_cursor(),
         }
 
-    def prepare_session(self, dbapi_connection: Any, session: Session, server: Any) -> None:
+    def on_connect(self, dbapi_connection: Any, read_only: bool, timeout: float) -> None:
         with dbapi_connection.cursor() as cursor:
-            milliseconds = str(max(1, round(session.timeout * 1000)))
-            cursor.execute(_SESSION_SQL, [milliseconds, "on" if session.read_only else "off"])
+            cursor.execute(_SESSION_SQL, session_arguments(timeout, read_only))
+
+    def prepare_session(self, dbapi_connection: Any, session: Session, server: Any) -> None:
+        if needs_arming(dbapi_connection, session):
+            self.on_connect(dbapi_connection, session.read_only, session.target_timeout)
+
+    def needs_watchdog(self, server: Any) -> bool:
+        return True
+
+    def kill_query(self, dbapi_connection: Any, engine: Any) -> None:
+        dbapi_connection.cancel_safe(timeout=5.0)
 
     def execute(self, dbapi_connection: Any, sql: str, params: list[Any], batch: int) -> tuple[Any, Iterator[Any]]:
         cursor = dbapi_connection.cursor()

@@ -27,7 +27,7 @@ class SQLiteSupport(DialectSupport):
             types.append(_SQLITE_TYPES.get(type(value)))
         return types
 
-    def on_connect(self, dbapi_connection: Any, read_only: bool) -> None:
+    def on_connect(self, dbapi_connection: Any, read_only: bool, timeout: float) -> None:
         # Clients never choose files: no ATTACH or DETACH, whatever the SQL says. A read-only target may not turn
         # query_only off. The authorizer runs inside SQLite, for every statement it prepares.
         def authorize(action: int, arg1: str | None, arg2: str | None, database: str | None,
