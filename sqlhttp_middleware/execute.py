@@ -6,8 +6,10 @@ the extra BEGIN/COMMIT round trips. If the statement itself opened a transaction
 before the connection goes back to the pool: the client has no later request in which to finish it.
 
 Every checkout makes sure of the statement timeout and the read-only mode of the database session, so nothing a
-previous request set (``SET statement_timeout = 0``) outlives it (see each dialect's ``prepare_session``). Rows are read in batches and encoded as they come;
-reading stops at ``max_rows`` rows or ``max_response_bytes`` bytes, so an oversized result is never held whole.
+previous request set (``SET statement_timeout = 0``) outlives it (see each dialect's ``prepare_session``).
+
+Rows are read in batches and encoded as they come (:class:`Collector`, shared with the async path); reading stops
+at ``max_rows`` rows or ``max_response_bytes`` bytes, so an oversized result is never held whole.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
