@@ -1,8 +1,9 @@
 """Pure ASGI adapter: ``app.add_middleware(SQLHTTPMiddleware, targets={...})``.
 
 Every scope that is not an HTTP request to the endpoint (other paths, ``lifespan``, ``websocket``) goes to the
-wrapped app untouched. The body is read with a ``receive`` loop that stops at the size limit, and the blocking
-database work runs on a bounded thread pool of our own, never on the event loop.
+wrapped app untouched. The body is read with a ``receive`` loop that stops at the size limit. PostgreSQL queries
+run on the event loop with psycopg's async connections (``async_postgres``); blocking work (other databases, a
+Redis round trip, a password hash, the ``authorize`` hook) runs on a bounded thread pool of our own.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Any
 
 from .core import Request, Response, SQLHTTPCore
@@ -51,10 +51,11 @@ class SQLHTTPMiddleware:
             else:
                 client = scope.get("client")
                 request = Request(method, _route_path(scope), headers, body, client[0] if client else None)
-                loop = asyncio.get_running_loop()
-                handle = partial(self.core.handle, request, head_checked=True)
-                response = await loop.run_in_executor(self._pool(), handle)
+                response = await self.core.handle_async(request, self._offload)
         await _send(response, send)
+
+    def _offload(self, call: Callable[[], Any]) -> Awaitable[Any]:
+        return asyncio.get_running_loop().run_in_executor(self._pool(), call)
 
     def _pool(self) -> ThreadPoolExecutor:
         # Created on first use, and again after a fork: a parent's threads do not exist in its children.

@@ -8,9 +8,10 @@ parses and validates the body, runs the query and encodes the answer, or the one
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import orjson
 
@@ -22,7 +23,10 @@ from .openapi import openapi_document
 from .options import Options
 from .ratelimit import Admission, RateLimiter, client_address, namespace_for
 
-__all__ = ["Request", "Response", "SQLHTTPCore"]
+__all__ = ["Offload", "Request", "Response", "SQLHTTPCore"]
+
+T = TypeVar("T")
+Offload = Callable[[Callable[[], T]], Awaitable[T]]  # runs a blocking call on a thread, for the async path
 
 logger = logging.getLogger("sqlhttp_middleware")
 
@@ -67,6 +71,13 @@ class SQLHTTPCore:
         self._cors_origins = frozenset(opts.cors_origins)
         self.auth = Authenticator(hook=opts.authorize, attempts=opts.login_attempts, window=opts.login_window,
                                   storage=self.limiter.shared_storage)
+        self.aio: AsyncPostgres | None = None
+        if opts.async_postgres and any(t.family == "postgresql" for t in opts.targets.values()):
+            from .aio import AsyncPostgres
+
+            self.aio = AsyncPostgres(self.runner, opts)
+        # Counting in Redis is a network round trip: on the async path it goes to a thread.
+        self._storage_blocks = opts.rate_limit_storage.split(":", 1)[0] in ("redis", "rediss", "unix")
 
     # -- routing and the request head -----------------------------------------------------------------------------
 
@@ -161,6 +172,33 @@ class SQLHTTPCore:
 
         Adapters that already called :meth:`check_head` before reading the body pass ``head_checked=True``.
         """
+        admitted = self._admit(request, head_checked)
+        if isinstance(admitted, Response):
+            return admitted
+        admission, client, query = admitted
+        return self._answer(request, admission, self._attempt(request, query, client))
+
+    async def handle_async(self, request: Request, offload: Offload[Any]) -> Response:
+        """:meth:`handle` for an event loop, after :meth:`check_head`. Never raises.
+
+        PostgreSQL queries run on the loop (psycopg's async connections, when ``async_postgres`` is on); what may
+        block goes to ``offload``: a Redis round trip, a password hash, the ``authorize`` hook, other databases.
+        """
+        if self.aio is None:
+            answer: Response = await offload(partial(self.handle, request, head_checked=True))
+            return answer
+        admitted = await offload(partial(self._admit, request)) if self._storage_blocks else self._admit(request)
+        if isinstance(admitted, Response):
+            return admitted
+        admission, client, query = admitted
+        if query.target.family == "postgresql":
+            result = await self._attempt_async(request, query, client, offload)
+        else:
+            result = await offload(partial(self._attempt, request, query, client))
+        return self._answer(request, admission, result)
+
+    def _admit(self, request: Request, head_checked: bool = True) -> Response | tuple[Admission, str, Query]:
+        """Everything before the database: the head, the size, the rate limit, the body. A Response refuses."""
         admission: Admission | None = None
         try:
             if not head_checked:
@@ -174,14 +212,51 @@ class SQLHTTPCore:
             admission = self.limiter.admit_request(client)
             query = self.parse(request.body)
             self.limiter.admit_target(admission, query.target.name, self._target_policies[query.target.name])
-            response = Response(200, self._run(request, query, client))
-        except errors.RateLimited as error:
-            response = self.error_response(error)  # carries its own rate-limit headers
+        except Exception as error:  # every failure: an answer in the one error shape
+            return self._answer(request, admission, error)
+        return admission, client, query
+
+    def _attempt(self, request: Request, query: Query, client: str) -> bytes | Exception:
+        try:
+            return self._run(request, query, client)
+        except Exception as error:  # answered by _answer
+            return error
+
+    async def _attempt_async(self, request: Request, query: Query, client: str,
+                             offload: Offload[Any]) -> bytes | Exception:
+        assert self.aio is not None
+        target = query.target
+        blocking = self._storage_blocks
+        try:
+            if blocking:
+                await offload(partial(self.auth.check_throttle, client, target.name, query.username))
+            else:
+                self.auth.check_throttle(client, target.name, query.username)
+            try:
+                if target.server_login or self.options.authorize is not None:  # a hash or the host's hook
+                    login = await offload(partial(self._authenticate, request, query, client))
+                else:
+                    login = self._authenticate(request, query, client)
+                return await self.aio.run(query, login)
+            except errors.AuthenticationFailed:
+                if blocking:
+                    await offload(partial(self.auth.record_failure, client, target.name, query.username))
+                else:
+                    self.auth.record_failure(client, target.name, query.username)
+                raise
+        except Exception as error:  # answered by _answer
+            return error
+
+    def _answer(self, request: Request, admission: Admission | None, result: bytes | Exception) -> Response:
+        if isinstance(result, bytes):
+            response = Response(200, result)
+        elif isinstance(result, errors.RateLimited):
+            response = self.error_response(result)  # carries its own rate-limit headers
             admission = None
-        except errors.SQLHTTPError as error:
-            response = self.error_response(error)
-        except Exception:
-            logger.exception("sqlhttp-middleware: unexpected error while answering a query")
+        elif isinstance(result, errors.SQLHTTPError):
+            response = self.error_response(result)
+        else:
+            logger.error("sqlhttp-middleware: unexpected error while answering a query", exc_info=result)
             response = self.error_response(errors.InternalError("the server failed to answer this query"))
         if admission is not None:
             response.headers.extend((name.lower(), value) for name, value in admission.headers().items())
@@ -285,6 +360,16 @@ class SQLHTTPCore:
         """For servers with no app behind the middleware (the standalone server)."""
         return self.error_response(errors.NotFound(f"nothing here; the SQL endpoint is {self.options.path}"))
 
+    def pool_stats(self) -> dict[str, int]:
+        """Engines (pools), open connections and connections checked out, over the sync and the async pools."""
+        stats = self.engines.stats()
+        if self.aio is not None:
+            for name, value in self.aio.stats().items():
+                stats[name] += value
+        return stats
+
     def close(self) -> None:
+        if self.aio is not None:
+            self.aio.close()
         self.engines.close()
         self.limiter.close()

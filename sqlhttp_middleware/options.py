@@ -42,6 +42,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("connect_timeout", 5.0, "Seconds to wait for the database when opening a new connection.", float),
     Option("max_body_bytes", 1024 * 1024, "Largest request body accepted; larger ones answer 413.", int),
     Option("executor_threads", 8, "ASGI only: threads that run blocking database work off the event loop.", int),
+    Option("async_postgres", True, "ASGI only: run PostgreSQL queries on the event loop (psycopg async).", bool),
     Option("rate_limit", 60_000, "Requests per window for the whole mount, across workers and hosts; 0: none.", int),
     Option("rate_limit_window", 60.0, "Length of the rate-limit window in seconds.", float),
     Option("rate_limit_per_client", 0, "Requests per window for each client address; 0: no per-client limit.", int),
@@ -268,6 +269,7 @@ class Options:
     connect_timeout: float
     max_body_bytes: int
     executor_threads: int
+    async_postgres: bool
     rate_limit: int
     rate_limit_window: float
     rate_limit_per_client: int
@@ -316,9 +318,9 @@ class Options:
             value = values[name]
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigurationError(f"{name}: must be a whole number, 0 or more, got {value!r}")
-        if not isinstance(values["rate_limit_fail_open"], bool):
-            fail_open = values["rate_limit_fail_open"]
-            raise ConfigurationError(f"rate_limit_fail_open: must be True or False, got {fail_open!r}")
+        for name in ("rate_limit_fail_open", "async_postgres"):
+            if not isinstance(values[name], bool):
+                raise ConfigurationError(f"{name}: must be True or False, got {values[name]!r}")
         _check_storage(values["rate_limit_storage"])
         if not isinstance(values["rate_limit_namespace"], str):
             raise ConfigurationError("rate_limit_namespace: must be a string")

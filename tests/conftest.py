@@ -197,6 +197,10 @@ class Client:
     def query(self, database: Database, sql: str, bindings: Any = None, **extra: Any) -> Reply:
         return self.post(database.body(sql, bindings, **extra))
 
+    def close(self) -> None:
+        for closer in self.closers:
+            closer()
+
     @property
     def core(self) -> Any:
         return self.middleware.core

@@ -99,14 +99,14 @@ def test_failed_logins_are_braked_before_the_database(make_client: Callable[...,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     client = make_client(targets=targets_for(netdb), login_attempts=10)
     reached = 0
-    original = client.core.engines.connection
+    original = client.core.runner.compile  # every query that reaches a database, sync or async
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         nonlocal reached
         reached += 1
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(client.core.engines, "connection", counting)
+    monkeypatch.setattr(client.core.runner, "compile", counting)
     statuses = [client.post(body(netdb, netdb.username, f"guess-{n}")).status for n in range(1000)]
     assert statuses[:10] == [401] * 10 and set(statuses[10:]) == {429}
     assert reached == 10  # of 1,000 guesses, the database saw ten

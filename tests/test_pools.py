@@ -83,7 +83,7 @@ def test_never_more_than_pool_size_connections(make_client: Callable[..., Client
         watcher.join()
     assert [reply.status for reply in replies] == [200] * 6  # the four that found the pool busy waited
     assert peak == 2
-    assert client.core.engines.stats()["open_connections"] <= 2
+    assert client.core.pool_stats()["open_connections"] <= 2
 
 
 def test_busy_pool_answers_503_after_the_pool_timeout(make_client: Callable[..., Client],
@@ -92,7 +92,7 @@ def test_busy_pool_answers_503_after_the_pool_timeout(make_client: Callable[...,
     holders = threading.Thread(target=in_threads, args=(2, lambda: client.query(netdb, sleep_sql(netdb, 1.5))))
     holders.start()
     deadline = time.monotonic() + 5
-    while client.core.engines.stats().get("checked_out", 0) < 2 and time.monotonic() < deadline:
+    while client.core.pool_stats().get("checked_out", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     reply = client.query(netdb, "select 1 as one")
     holders.join()
@@ -106,24 +106,24 @@ def test_busy_pool_answers_503_after_the_pool_timeout(make_client: Callable[...,
 def test_idle_connections_are_reaped(make_client: Callable[..., Client], netdb: Database) -> None:
     client = make_client(targets=targets_for(netdb), idle_timeout=0.3)
     in_threads(2, lambda: client.query(netdb, sleep_sql(netdb, 0.1)))
-    assert client.core.engines.stats()["open_connections"] == 2
+    assert client.core.pool_stats()["open_connections"] == 2
     assert server_connections(netdb) == 2
     deadline = time.monotonic() + 5
     while server_connections(netdb) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server_connections(netdb) == 0
-    assert client.core.engines.stats() == {"engines": 1, "open_connections": 0, "checked_out": 0}
+    assert client.core.pool_stats() == {"engines": 1, "open_connections": 0, "checked_out": 0}
     assert client.query(netdb, "select 1 as one").json() == [{"one": 1}]  # and the pool reconnects
 
 
 def test_unused_engines_are_disposed(make_client: Callable[..., Client], netdb: Database) -> None:
     client = make_client(targets=targets_for(netdb), idle_timeout=0.2, engine_idle_timeout=0.4)
     client.query(netdb, "select 1")
-    assert client.core.engines.stats()["engines"] == 1
+    assert client.core.pool_stats()["engines"] == 1
     deadline = time.monotonic() + 5
-    while client.core.engines.stats()["engines"] and time.monotonic() < deadline:
+    while client.core.pool_stats()["engines"] and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert client.core.engines.stats()["engines"] == 0
+    assert client.core.pool_stats()["engines"] == 0
 
 
 def test_engine_cache_is_bounded(make_client: Callable[..., Client], pg_database: Database) -> None:
@@ -132,7 +132,7 @@ def test_engine_cache_is_bounded(make_client: Callable[..., Client], pg_database
         body = pg_database.body("select current_database() as db")
         body["database"] = database
         assert client.post(body).json() == [{"db": database}]
-    stats = client.core.engines.stats()
+    stats = client.core.pool_stats()
     assert stats["engines"] == 2
     assert stats["open_connections"] <= 2  # the evicted engine's connection was closed
     admin_count = pg_database.run(
@@ -149,7 +149,7 @@ def test_failed_logins_do_not_fill_the_cache(make_client: Callable[..., Client],
         body = netdb.body("select 1")
         body["password"] = f"wrong-{attempt}"
         assert client.post(body).status == 401
-    assert client.core.engines.stats()["engines"] == 1
+    assert client.core.pool_stats()["engines"] == 1
 
 
 def test_connections_dropped_by_the_server_cost_no_error(make_client: Callable[..., Client],

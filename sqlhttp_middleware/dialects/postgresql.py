@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from typing import Any
 
 from .. import errors
-from .base import FATAL, DialectSupport, Session, auth_failed, first_keyword
+from .base import FATAL, DialectSupport, Session, auth_failed, fetch_batches, first_keyword
 
 # Statements that return rows are streamed (libpq's chunked-rows mode), so an oversized result is never held in
 # memory whole; the others run with a plain execute.
@@ -18,6 +19,7 @@ _SESSION_SQL = (
 _READ_ONLY = "default_transaction_read_only"
 
 
+@functools.cache
 def _single_statement_cursor() -> type:
     import psycopg
 
@@ -32,6 +34,18 @@ def _single_statement_cursor() -> type:
             super()._execute_send(query, force_extended=True, binary=binary)
 
     return SingleStatementCursor
+
+
+@functools.cache
+def async_single_statement_cursor() -> type:
+    """:func:`_single_statement_cursor` for psycopg's async connections (the method overridden is the same)."""
+    import psycopg
+
+    class AsyncSingleStatementCursor(psycopg.AsyncCursor):
+        def _execute_send(self, query: Any, *, force_extended: bool = False, binary: bool | None = None) -> None:
+            super()._execute_send(query, force_extended=True, binary=binary)
+
+    return AsyncSingleStatementCursor
 
 
 def session_arguments(timeout: float, read_only: bool) -> list[str]:
@@ -86,8 +100,8 @@ class PostgreSQLSupport(DialectSupport):
     def execute(self, dbapi_connection: Any, sql: str, params: list[Any], batch: int) -> tuple[Any, Iterator[Any]]:
         cursor = dbapi_connection.cursor()
         if first_keyword(sql) not in _ROW_KEYWORDS:
-            cursor.execute(sql, params)
-            return cursor, iter(())
+            cursor.execute(sql, params)  # INSERT ... RETURNING and the like: rows, read from the client's buffer
+            return cursor, fetch_batches(cursor, batch)
         return cursor, _stream(cursor, sql, params, batch)
 
     def abandon(self, lease: Any, cursor: Any, batches: Iterator[Any]) -> None:

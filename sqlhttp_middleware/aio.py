@@ -1,0 +1,366 @@
+"""PostgreSQL on the event loop: the ASGI adapter's path for PostgreSQL targets (option ``async_postgres``).
+
+psycopg 3's async connections run the statement on the loop itself, with no hop to a thread and back, and with the
+same type loaders, error classes and single-statement cursor as the sync path, so answers are byte for byte the
+same. Everything else is shared with the sync path: binding (:meth:`Runner.compile`), the caps and encoding
+(:class:`Collector`), the session rules and error translation (:class:`PostgreSQLSupport`).
+
+The pools keep the sync pools' rules: ``pool_size`` connections per target and credential set, no overflow, waiters
+served first come first served for up to ``pool_timeout`` seconds (503 ``POOL_TIMEOUT``), idle connections closed
+after ``idle_timeout`` seconds by a timer on the loop, unused pools dropped after ``engine_idle_timeout``, at most
+``max_engines`` pools, and a connection whose socket shows the server went away replaced at checkout. Pools belong
+to one event loop and one process: a new loop or a forked child starts afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from collections import OrderedDict, deque
+from typing import Any
+
+from . import errors
+from .dialects.base import Session, first_keyword
+from .dialects.postgresql import (
+    _ROW_KEYWORDS,
+    _SESSION_SQL,
+    PostgreSQLSupport,
+    async_single_statement_cursor,
+    needs_arming,
+    session_arguments,
+)
+from .execute import BATCH, Collector, Login, Query, Runner
+from .options import Options, ResolvedTarget
+
+__all__ = ["AsyncPool", "AsyncPostgres"]
+
+_SUPPORT = PostgreSQLSupport()
+_CANCEL_TIMEOUT = 5.0
+
+
+class AsyncPool:
+    """``size`` psycopg async connections for one target and credential set."""
+
+    def __init__(self, target: ResolvedTarget, username: str, connect_kwargs: dict[str, Any], options: Options,
+                 session: tuple[bool, float]) -> None:
+        self.target, self.username = target, username
+        self._kwargs = connect_kwargs
+        self._options = options
+        self._session = session  # (read_only, target timeout): what every new connection is armed with
+        self._idle: deque[tuple[Any, float]] = deque()  # (connection, idle since)
+        self._waiters: deque[asyncio.Future[Any]] = deque()
+        self.open = 0
+        self.in_use = 0
+        self.last_used = time.monotonic()
+        self.closed = False
+
+    async def acquire(self) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._options.pool_timeout
+        while True:
+            while self._idle:
+                connection, _ = self._idle.pop()  # the most recently used: the likeliest to be warm
+                if connection.closed or not _SUPPORT.is_alive(connection):
+                    self._forget(connection)
+                    continue
+                return connection
+            if self.open < self._options.pool_size:
+                self.open += 1
+                try:
+                    return await self._connect()
+                except BaseException:
+                    self.open -= 1
+                    self._hand_over(None)
+                    raise
+            connection = await self._wait(loop, deadline)
+            if connection is not None:
+                return connection
+            # None: a connection was closed, so a slot is free; go round and open one.
+
+    async def _wait(self, loop: asyncio.AbstractEventLoop, deadline: float) -> Any:
+        waiter: asyncio.Future[Any] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = loop.call_at(deadline, _expire, waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            # The request went away. If a connection was handed over meanwhile, pass it on.
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.release(waiter.result(), healthy=True)
+            raise
+        except TimeoutError:
+            raise errors.PoolTimeout(
+                f"all {self._options.pool_size} connections to target {self.target.name!r} stayed busy for "
+                f"{self._options.pool_timeout:g} s; try again shortly",
+                headers={"Retry-After": "1"},
+            ) from None
+        finally:
+            timer.cancel()
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    async def _connect(self) -> Any:
+        import psycopg
+
+        try:
+            connection = await psycopg.AsyncConnection.connect(
+                **self._kwargs, autocommit=True, cursor_factory=async_single_statement_cursor())
+        except psycopg.Error as exc:
+            raise _SUPPORT.translate_connect_error(exc, self.target.name, self.username) from None
+        try:
+            read_only, timeout = self._session
+            async with connection.cursor() as cursor:
+                await cursor.execute(_SESSION_SQL, session_arguments(timeout, read_only))
+        except BaseException:
+            _finish(connection)
+            raise
+        return connection
+
+    def release(self, connection: Any, *, healthy: bool) -> None:
+        if not healthy or self.closed or connection.closed:
+            self._forget(connection)
+            return
+        if self._hand_over(connection):
+            return
+        self._idle.append((connection, time.monotonic()))
+
+    def _hand_over(self, connection: Any) -> bool:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)
+                return True
+        return False
+
+    def _forget(self, connection: Any) -> None:
+        _finish(connection)
+        self.open -= 1
+        self._hand_over(None)
+
+    def reap(self, now: float) -> int:
+        """Close connections idle for ``idle_timeout`` seconds."""
+        keep = deque(item for item in self._idle if now - item[1] < self._options.idle_timeout)
+        reaped = len(self._idle) - len(keep)
+        for connection, since in self._idle:
+            if now - since >= self._options.idle_timeout:
+                _finish(connection)
+                self.open -= 1
+        self._idle = keep
+        return reaped
+
+    def close(self) -> None:
+        """Close the idle connections; those in use are closed when they come back."""
+        self.closed = True
+        for connection, _ in self._idle:
+            _finish(connection)
+            self.open -= 1
+        self._idle.clear()
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(errors.DatabaseUnavailable("the middleware is shutting down"))
+        self._waiters.clear()
+
+
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+def _finish(connection: Any) -> None:
+    # libpq's PQfinish: sends Terminate and closes the socket. Synchronous, so it works from close() too.
+    if not connection.closed:
+        connection.pgconn.finish()
+
+
+class AsyncPostgres:
+    """Runs PostgreSQL queries on the running event loop; one per middleware instance."""
+
+    def __init__(self, runner: Runner, options: Options) -> None:
+        self._runner = runner
+        self._options = options
+        self._pools: OrderedDict[tuple[str, ...], AsyncPool] = OrderedDict()
+        self._digest_key = secrets.token_bytes(32)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = os.getpid()
+        self._reaper: asyncio.TimerHandle | None = None
+
+    # -- pools ----------------------------------------------------------------------------------------------------
+
+    def _pool(self, target: ResolvedTarget, login: Login) -> AsyncPool:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop or os.getpid() != self._pid:
+            self._restart(loop)
+        secret = hmac.new(self._digest_key, login.password.encode("utf-8", "surrogatepass"), hashlib.sha256)
+        key = (target.name, login.username, login.database, secret.hexdigest())
+        pool = self._pools.get(key)
+        if pool is None:
+            limits = self._runner.limits[target.name]
+            pool = AsyncPool(target, login.username, _connect_kwargs(target, login, self._options), self._options,
+                             (limits.read_only, limits.timeout))
+            self._pools[key] = pool
+            while len(self._pools) > self._options.max_engines:
+                self._evict(protect=key)
+        else:
+            self._pools.move_to_end(key)
+        pool.last_used = time.monotonic()
+        return pool
+
+    def _evict(self, protect: tuple[str, ...]) -> None:
+        victim = next((key for key, pool in self._pools.items() if pool.in_use == 0 and key != protect),
+                      next(key for key in self._pools if key != protect))
+        self._pools.pop(victim).close()
+
+    def _discard(self, pool: AsyncPool) -> None:
+        for key, candidate in list(self._pools.items()):
+            if candidate is pool:
+                del self._pools[key]
+        pool.close()
+
+    def _restart(self, loop: asyncio.AbstractEventLoop) -> None:
+        if os.getpid() == self._pid:
+            self.close()  # pools of a loop that is gone: their connections can only be closed
+        else:
+            self._pools.clear()  # a forked child: the parent's connections are the parent's
+        self._loop, self._pid = loop, os.getpid()
+        interval = min(max(self._options.idle_timeout / 4, 0.05), 5.0)
+        self._reaper = loop.call_later(interval, self._reap, interval)
+
+    def _reap(self, interval: float) -> None:
+        now = time.monotonic()
+        for key, pool in list(self._pools.items()):
+            pool.reap(now)
+            if pool.in_use == 0 and now - pool.last_used >= self._options.engine_idle_timeout:
+                del self._pools[key]
+                pool.close()
+        if self._loop is not None and not self._loop.is_closed():
+            self._reaper = self._loop.call_later(interval, self._reap, interval)
+
+    def stats(self) -> dict[str, int]:
+        return {"engines": len(self._pools), "open_connections": sum(p.open for p in self._pools.values()),
+                "checked_out": sum(p.in_use for p in self._pools.values())}
+
+    def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        pools = list(self._pools.values())
+        self._pools.clear()
+        for pool in pools:
+            pool.close()
+
+    # -- one query ------------------------------------------------------------------------------------------------
+
+    async def run(self, query: Query, login: Login) -> bytes:
+        """The JSON answer to ``query``, run with the database ``login``, or an :class:`errors.SQLHTTPError`."""
+        _, sql, params = self._runner.compile(query)
+        session = self._runner.session(query)
+        pool = self._pool(query.target, login)
+        pool.in_use += 1
+        try:
+            try:
+                connection = await pool.acquire()
+            except (errors.AuthenticationFailed, errors.PermissionDenied, errors.UnknownDatabase):
+                self._discard(pool)  # failed logins must not fill the cache
+                raise
+            healthy = False
+            try:
+                body = await self._execute(connection, sql, params, query, session)
+                healthy = True
+                return body
+            except errors.SQLHTTPError as error:
+                healthy = not isinstance(error, errors.DatabaseUnavailable)
+                raise
+            finally:
+                pool.release(connection, healthy=healthy and await _leave_no_transaction(connection))
+        finally:
+            pool.in_use -= 1
+            pool.last_used = time.monotonic()
+
+    async def _execute(self, connection: Any, sql: str, params: list[Any], query: Query, session: Session) -> bytes:
+        import psycopg
+
+        loop = asyncio.get_running_loop()
+        cancels: list[asyncio.Task[None]] = []
+
+        def cancel() -> None:  # the deadline: the server stops the statement, which then fails with 57014
+            cancels.append(loop.create_task(connection.cancel_safe(timeout=_CANCEL_TIMEOUT)))
+
+        timer = loop.call_later(max(0.0, session.deadline - time.monotonic()), cancel)
+        cursor = connection.cursor()
+        try:
+            if needs_arming(connection, session):
+                await cursor.execute(_SESSION_SQL, session_arguments(session.target_timeout, session.read_only))
+            collector = Collector(_SUPPORT, cursor, query, self._runner.limits[query.target.name])
+            if first_keyword(sql) in _ROW_KEYWORDS:
+                await _stream(cursor, sql, params, collector)
+            else:
+                await cursor.execute(sql, params)
+                while cursor.description is not None and (batch := await cursor.fetchmany(BATCH)):
+                    if not collector.add(batch):
+                        break
+            return collector.document()
+        except psycopg.Error as exc:
+            if connection.broken or connection.closed:
+                raise errors.DatabaseUnavailable(
+                    "the connection to the database was lost while running the statement; "
+                    "it may or may not have been applied",
+                ) from None
+            raise _SUPPORT.translate_error(exc, session.timeout) from None
+        finally:
+            timer.cancel()
+            for task in cancels:  # a cancel already sent must land before the connection serves anyone else
+                with contextlib.suppress(Exception):  # the statement may have ended meanwhile
+                    await task
+            await cursor.close()
+
+
+async def _stream(cursor: Any, sql: str, params: list[Any], collector: Collector) -> None:
+    """Feed the collector from libpq's row-by-row mode; stop reading (and cancel the rest) at a cap."""
+    import psycopg
+
+    rows: list[Any] = []
+    stream = cursor.stream(sql, params, size=BATCH)
+    try:
+        async for row in stream:
+            rows.append(row)
+            if len(rows) >= BATCH:
+                if not collector.add(rows):
+                    return
+                rows = []
+    except psycopg.ProgrammingError as error:
+        # A WITH ... INSERT without RETURNING produces no result set: it ran, there is just nothing to read.
+        if "didn't produce a result" not in str(error):
+            raise
+    finally:
+        await stream.aclose()  # at a cap: cancels the query on the server and discards what is in flight
+    if rows:
+        collector.add(rows)
+
+
+async def _leave_no_transaction(connection: Any) -> bool:
+    """Roll back a transaction the statement opened (``BEGIN``). False: the connection is not fit to reuse."""
+    from psycopg.pq import TransactionStatus
+
+    if connection.closed or connection.broken:
+        return False
+    try:
+        if connection.info.transaction_status != TransactionStatus.IDLE:
+            await connection.rollback()
+    except Exception:
+        return False
+    return True
+
+
+def _connect_kwargs(target: ResolvedTarget, login: Login, options: Options) -> dict[str, Any]:
+    """psycopg's connect() arguments, made the way the sync engine makes them (SQLAlchemy's dialect)."""
+    url = target.url.set(username=login.username, password=login.password, database=login.database)
+    params = dict(url.get_dialect()().create_connect_args(url)[1])
+    params.update(_SUPPORT.connect_args(options.connect_timeout))
+    params.pop("cursor_factory", None)
+    _SUPPORT.adjust_connect(params)
+    return params
