@@ -18,13 +18,13 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import os
 import secrets
 import time
 from collections import OrderedDict, deque
 from typing import Any
 
 from . import errors
+from ._process import current_pid
 from .dialects.base import Session, first_keyword
 from .dialects.postgresql import (
     _ROW_KEYWORDS,
@@ -54,13 +54,13 @@ class AsyncPool:
         self._session = session  # (read_only, target timeout): what every new connection is armed with
         self._idle: deque[tuple[Any, float]] = deque()  # (connection, idle since)
         self._waiters: deque[asyncio.Future[Any]] = deque()
+        self.cursors: dict[Any, Any] = {}  # connection -> its cursor, reused by every request on it
         self.open = 0
         self.in_use = 0
         self.last_used = time.monotonic()
         self.closed = False
 
-    async def acquire(self) -> Any:
-        loop = asyncio.get_running_loop()
+    async def acquire(self, loop: asyncio.AbstractEventLoop) -> Any:
         deadline = loop.time() + self._options.pool_timeout
         while True:
             while self._idle:
@@ -114,9 +114,10 @@ class AsyncPool:
             raise _SUPPORT.translate_connect_error(exc, self.target.name, self.username) from None
         try:
             read_only, timeout = self._session
-            async with connection.cursor() as cursor:
-                await cursor.execute(_SESSION_SQL, session_arguments(timeout, read_only))
+            cursor = self.cursors[connection] = connection.cursor()
+            await cursor.execute(_SESSION_SQL, session_arguments(timeout, read_only))
         except BaseException:
+            self.cursors.pop(connection, None)
             _finish(connection)
             raise
         return connection
@@ -138,6 +139,7 @@ class AsyncPool:
         return False
 
     def _forget(self, connection: Any) -> None:
+        self.cursors.pop(connection, None)
         _finish(connection)
         self.open -= 1
         self._hand_over(None)
@@ -148,6 +150,7 @@ class AsyncPool:
         reaped = len(self._idle) - len(keep)
         for connection, since in self._idle:
             if now - since >= self._options.idle_timeout:
+                self.cursors.pop(connection, None)
                 _finish(connection)
                 self.open -= 1
         self._idle = keep
@@ -157,6 +160,7 @@ class AsyncPool:
         """Close the idle connections; those in use are closed when they come back."""
         self.closed = True
         for connection, _ in self._idle:
+            self.cursors.pop(connection, None)
             _finish(connection)
             self.open -= 1
         self._idle.clear()
@@ -186,14 +190,13 @@ class AsyncPostgres:
         self._pools: OrderedDict[tuple[str, ...], AsyncPool] = OrderedDict()
         self._digest_key = secrets.token_bytes(32)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pid = os.getpid()
+        self._pid = current_pid()
         self._reaper: asyncio.TimerHandle | None = None
 
     # -- pools ----------------------------------------------------------------------------------------------------
 
-    def _pool(self, target: ResolvedTarget, login: Login) -> AsyncPool:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop or os.getpid() != self._pid:
+    def _pool(self, loop: asyncio.AbstractEventLoop, target: ResolvedTarget, login: Login) -> AsyncPool:
+        if loop is not self._loop or current_pid() != self._pid:
             self._restart(loop)
         secret = hmac.new(self._digest_key, login.password.encode("utf-8", "surrogatepass"), hashlib.sha256)
         key = (target.name, login.username, login.database, secret.hexdigest())
@@ -222,11 +225,11 @@ class AsyncPostgres:
         pool.close()
 
     def _restart(self, loop: asyncio.AbstractEventLoop) -> None:
-        if os.getpid() == self._pid:
+        if current_pid() == self._pid:
             self.close()  # pools of a loop that is gone: their connections can only be closed
         else:
             self._pools.clear()  # a forked child: the parent's connections are the parent's
-        self._loop, self._pid = loop, os.getpid()
+        self._loop, self._pid = loop, current_pid()
         interval = min(max(self._options.idle_timeout / 4, 0.05), 5.0)
         self._reaper = loop.call_later(interval, self._reap, interval)
 
@@ -259,17 +262,18 @@ class AsyncPostgres:
         """The JSON answer to ``query``, run with the database ``login``, or an :class:`errors.SQLHTTPError`."""
         _, sql, params = self._runner.compile(query)
         session = self._runner.session(query)
-        pool = self._pool(query.target, login)
+        loop = asyncio.get_running_loop()
+        pool = self._pool(loop, query.target, login)
         pool.in_use += 1
         try:
             try:
-                connection = await pool.acquire()
+                connection = await pool.acquire(loop)
             except (errors.AuthenticationFailed, errors.PermissionDenied, errors.UnknownDatabase):
                 self._discard(pool)  # failed logins must not fill the cache
                 raise
             healthy = False
             try:
-                body = await self._execute(connection, sql, params, query, session)
+                body = await self._execute(loop, connection, pool.cursors[connection], sql, params, query, session)
                 healthy = True
                 return body
             except errors.SQLHTTPError as error:
@@ -281,17 +285,16 @@ class AsyncPostgres:
             pool.in_use -= 1
             pool.last_used = time.monotonic()
 
-    async def _execute(self, connection: Any, sql: str, params: list[Any], query: Query, session: Session) -> bytes:
+    async def _execute(self, loop: asyncio.AbstractEventLoop, connection: Any, cursor: Any, sql: str,
+                       params: list[Any], query: Query, session: Session) -> bytes:
         import psycopg
 
-        loop = asyncio.get_running_loop()
         cancels: list[asyncio.Task[None]] = []
 
         def cancel() -> None:  # the deadline: the server stops the statement, which then fails with 57014
             cancels.append(loop.create_task(connection.cancel_safe(timeout=_CANCEL_TIMEOUT)))
 
         timer = loop.call_later(max(0.0, session.deadline - time.monotonic()), cancel)
-        cursor = connection.cursor()
         try:
             if needs_arming(connection, session):
                 await cursor.execute(_SESSION_SQL, session_arguments(session.target_timeout, session.read_only))
@@ -316,7 +319,6 @@ class AsyncPostgres:
             for task in cancels:  # a cancel already sent must land before the connection serves anyone else
                 with contextlib.suppress(Exception):  # the statement may have ended meanwhile
                     await task
-            await cursor.close()
 
 
 async def _stream(cursor: Any, sql: str, params: list[Any], collector: Collector) -> None:
@@ -349,7 +351,7 @@ async def _leave_no_transaction(connection: Any) -> bool:
     if connection.closed or connection.broken:
         return False
     try:
-        if connection.info.transaction_status != TransactionStatus.IDLE:
+        if connection.pgconn.transaction_status != TransactionStatus.IDLE:
             await connection.rollback()
     except Exception:
         return False

@@ -9,11 +9,11 @@ Redis round trip, a password hash, the ``authorize`` hook) runs on a bounded thr
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ._process import current_pid
 from .core import Request, Response, SQLHTTPCore
 
 Scope = MutableMapping[str, Any]
@@ -59,9 +59,9 @@ class SQLHTTPMiddleware:
 
     def _pool(self) -> ThreadPoolExecutor:
         # Created on first use, and again after a fork: a parent's threads do not exist in its children.
-        if self._executor is None or self._executor_pid != os.getpid():
+        if self._executor is None or self._executor_pid != current_pid():
             self._executor = ThreadPoolExecutor(self.core.options.executor_threads, thread_name_prefix="sqlhttp")
-            self._executor_pid = os.getpid()
+            self._executor_pid = current_pid()
         return self._executor
 
     async def _alone(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -333,10 +333,11 @@ class SQLHTTPCore:
 
     def _authenticate(self, request: Request, query: Query, client: str) -> Login:
         target = query.target
-        self.auth.authorize(AuthContext(
-            method=request.method, path=request.path, headers=request.headers, client=client, target=target.name,
-            username=query.username, database=query.database, sql=query.sql,
-        ))
+        if self.options.authorize is not None:
+            self.auth.authorize(AuthContext(
+                method=request.method, path=request.path, headers=request.headers, client=client,
+                target=target.name, username=query.username, database=query.database, sql=query.sql,
+            ))
         if target.family != "sqlite" and not target.server_login:
             return Login(query.username, query.password, query.database)  # the database checks it
         authorization = request.headers.get("authorization")

@@ -35,6 +35,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from . import errors
+from ._process import current_pid
 from .dialects import DialectSupport, dialect_support
 from .options import Options, ResolvedTarget
 
@@ -108,7 +109,7 @@ class EngineCache:
         self._digest_key = secrets.token_bytes(32)
         self._reaper: threading.Thread | None = None
         self._stopped = threading.Event()
-        self._pid = os.getpid()
+        self._pid = current_pid()
         _CACHES.add(self)
 
     # -- public -------------------------------------------------------------------------------------------------
@@ -209,7 +210,7 @@ class EngineCache:
         return (target.name, username, database, secret)
 
     def _entry(self, target: ResolvedTarget, username: str, password: str, database: str) -> EngineEntry:
-        if os.getpid() != self._pid:
+        if current_pid() != self._pid:
             self._after_fork()
         self._ensure_reaper()
         key = self._key(target, username, password, database)
@@ -303,7 +304,7 @@ class EngineCache:
         self._engines.clear()
         self._reaper = None
         self._stopped = threading.Event()
-        self._pid = os.getpid()
+        self._pid = current_pid()
 
 
 def _mark_idle(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:

@@ -221,7 +221,8 @@ class Collector:
         """Take a batch of rows. False: a cap was reached, read no further."""
         if self.columns is None:
             self.columns = [column[0] for column in self.cursor.description]
-            self.types = self.support.column_types(self.cursor, batch)
+            if self.query.shape == "full":  # only the full shape names the types
+                self.types = self.support.column_types(self.cursor, batch)
             self._converters = column_converters(batch, len(self.columns), typed=self.support.family != "sqlite")
         converters, columns, as_objects = self._converters, self.columns, self._as_objects
         shaped = [_shape(row, converters, columns, as_objects) for row in batch]
@@ -250,6 +251,8 @@ class Collector:
             description = self.cursor.description
             self.columns = [column[0] for column in description] if description else []
             self.types = self.support.column_types(self.cursor, []) if description else []
+        elif self.query.shape == "full" and not self.types:
+            self.types = self.support.column_types(self.cursor, [])
         return document(self.query, self.limits, self.support, self.cursor, self.columns, self.types, self.rows)
 
 

@@ -92,12 +92,13 @@ def test_pool_serves_waiters_in_order_and_a_cancelled_waiter_gives_nothing_away(
 
     async def scenario() -> list[Any]:
         assert core.aio is not None
-        pool = core.aio._pool(options.targets[pg_database.key], login)
-        held = await pool.acquire()
+        loop = asyncio.get_running_loop()
+        pool = core.aio._pool(loop, options.targets[pg_database.key], login)
+        held = await pool.acquire(loop)
         order: list[str] = []
 
         async def wait(name: str) -> None:
-            connection = await pool.acquire()
+            connection = await pool.acquire(loop)
             order.append(name)
             pool.release(connection, healthy=True)
 
@@ -113,8 +114,8 @@ def test_pool_serves_waiters_in_order_and_a_cancelled_waiter_gives_nothing_away(
             await gone
         result = [order, pool.open, len(pool._waiters)]
         # A pool whose only connection is held answers PoolTimeout after pool_timeout, not never.
-        held = await pool.acquire()
-        options_timeout = asyncio.create_task(pool.acquire())
+        held = await pool.acquire(loop)
+        options_timeout = asyncio.create_task(pool.acquire(loop))
         with pytest.raises(PoolTimeout):
             await options_timeout
         pool.release(held, healthy=False)  # a broken connection is closed, and its slot freed

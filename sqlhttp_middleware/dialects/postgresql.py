@@ -16,7 +16,7 @@ _ROW_KEYWORDS = frozenset({"select", "with", "values", "table", "show", "explain
 _SESSION_SQL = (
     "SELECT set_config('statement_timeout', %s, false), set_config('default_transaction_read_only', %s, false)"
 )
-_READ_ONLY = "default_transaction_read_only"
+_READ_ONLY = b"default_transaction_read_only"
 
 
 @functools.cache
@@ -63,7 +63,8 @@ def needs_arming(dbapi_connection: Any, session: Session) -> bool:
     ParameterStatus message, read by libpq with the statement's answer), so a request that turned it off is seen
     without a round trip. Older servers report nothing: the session is re-armed at every checkout.
     """
-    return bool(dbapi_connection.info.parameter_status(_READ_ONLY) != on_off(session.read_only))
+    reported = dbapi_connection.pgconn.parameter_status(_READ_ONLY)
+    return reported is None or reported != (b"on" if session.read_only else b"off")
 
 
 class PostgreSQLSupport(DialectSupport):

@@ -12,7 +12,6 @@ on the event loop, and never through ``sync_to_async``'s one thread-sensitive th
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 
+from .._process import current_pid
 from ..core import Request, Response, SQLHTTPCore
 from .conf import get_core
 
@@ -73,7 +73,7 @@ class SQLHTTPMiddleware:
         # Made on first use; again after a fork (a parent's threads do not exist in its children) and when a changed
         # setting resized it. A replaced pool is not shut down under requests still queued on it: once unreferenced,
         # its idle threads exit.
-        wanted = (os.getpid(), threads)
+        wanted = (current_pid(), threads)
         with self._executor_lock:
             if self._executor is None or self._executor_for != wanted:
                 self._executor = ThreadPoolExecutor(threads, thread_name_prefix="sqlhttp")

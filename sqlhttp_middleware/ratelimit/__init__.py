@@ -16,6 +16,7 @@ draft headers ``RateLimit-Policy`` and ``RateLimit`` (draft-ietf-httpapi-ratelim
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -61,6 +62,7 @@ class Policy:
     limit: int
     window: float
 
+    @functools.cached_property
     def header(self) -> str:
         return f'"{self.name}";q={self.limit};w={_seconds(self.window)}'
 
@@ -74,7 +76,7 @@ class Admission:
     def headers(self) -> dict[str, str]:
         if not self.checked:
             return {}
-        policies = ", ".join(policy.header() for policy, _ in self.checked)
+        policies = ", ".join(policy.header for policy, _ in self.checked)
         states = ", ".join(
             f'"{policy.name}";r={window.remaining(policy.limit)};t={_reset(policy, window)}'
             for policy, window in self.checked

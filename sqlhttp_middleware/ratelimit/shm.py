@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .._process import current_pid
 from .storage import SlidingWindow, Storage
 
 __all__ = ["SharedMemoryStorage", "default_directory"]
@@ -103,7 +104,7 @@ class SharedMemoryStorage(Storage):
             os.close(fd)
             raise
         self._fd = fd
-        self._pid = os.getpid()
+        self._pid = current_pid()
         self._thread_lock = threading.Lock()
 
     def _prepare(self, fd: int) -> None:
@@ -117,7 +118,7 @@ class SharedMemoryStorage(Storage):
         os.pwrite(fd, HEADER.pack(MAGIC, VERSION, self.slots), 0)
 
     def _ensure_open(self) -> mmap.mmap:
-        if self._pid != os.getpid():
+        if self._pid != current_pid():
             # A forked child: its parent's record locks are not its own, and its thread lock may be held by a
             # thread that does not exist here. Open our own descriptor and mapping.
             self._map = None
@@ -146,7 +147,7 @@ class SharedMemoryStorage(Storage):
         return reusable
 
     def _update(self, key: str, expiry: float, limit: int | None, amount: int) -> SlidingWindow:
-        buffer = self._map if self._pid == os.getpid() else self._ensure_open()
+        buffer = self._map if self._pid == current_pid() else self._ensure_open()
         assert buffer is not None
         key_hash = self._hashes.get(key)
         if key_hash is None:
@@ -180,6 +181,31 @@ class SharedMemoryStorage(Storage):
         return self._update(key, expiry, limit, amount)
 
     def get_sliding_window(self, key: str, expiry: float) -> SlidingWindow:
+        """A read, without the lock (the login brake reads on every request, and two ``fcntl`` calls cost more
+        than the rest). The slot is read twice and the copies must agree, so a read that raced a writer's
+        ``pack_into`` is taken again; under the lock if it keeps racing. A key with no slot reads as zero and
+        claims none."""
+        buffer = self._map if self._pid == current_pid() else self._ensure_open()
+        assert buffer is not None
+        key_hash = self._hashes.get(key)
+        if key_hash is None:
+            key_hash = self._hashes[key] = _key_hash(key)
+        for _ in range(3):
+            now = self._clock()
+            index = int(now // expiry)
+            offset = self._offsets.get(key, HEADER.size)
+            first = SLOT.unpack_from(buffer, offset)
+            if first[0] != key_hash:
+                offset = self._find(buffer, key_hash, index)
+                first = SLOT.unpack_from(buffer, offset)
+            if SLOT.unpack_from(buffer, offset) != first:
+                continue
+            stored_hash, stored_index, previous, current = first
+            if stored_hash != key_hash or stored_index < index - 1:
+                previous = current = 0
+            elif stored_index == index - 1:
+                previous, current = current, 0
+            return SlidingWindow(True, previous, current, now - index * expiry, expiry)
         return self._update(key, expiry, None, 0)
 
     def clear(self, key: str) -> None:
@@ -195,7 +221,7 @@ class SharedMemoryStorage(Storage):
                 fcntl.lockf(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        if self._pid == os.getpid():
+        if self._pid == current_pid():
             if self._map is not None:
                 self._map.close()
             if self._fd >= 0:
