@@ -94,11 +94,8 @@ class AsyncPool:
                 self.release(waiter.result(), healthy=True)
             raise
         except TimeoutError:
-            raise errors.PoolTimeout(
-                f"all {self._options.pool_size} connections to target {self.target.name!r} stayed busy for "
-                f"{self._options.pool_timeout:g} s; try again shortly",
-                headers={"Retry-After": "1"},
-            ) from None
+            raise errors.PoolTimeout.busy(self._options.pool_size, self._options.pool_timeout,
+                                          self.target.name) from None
         finally:
             timer.cancel()
             if waiter in self._waiters:

@@ -7,7 +7,9 @@ parses and validates the body, runs the query and encodes the answer, or the one
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -16,7 +18,7 @@ from typing import Any, TypeVar
 import orjson
 
 from . import errors
-from .auth import AuthContext, Authenticator
+from .auth import PBKDF2, AuthContext, Authenticator
 from .engines import EngineCache
 from .execute import Login, Query, Runner
 from .openapi import openapi_document
@@ -76,6 +78,8 @@ class SQLHTTPCore:
             from .aio import AsyncPostgres
 
             self.aio = AsyncPostgres(self.runner, opts)
+        self._inline_budget = opts.inline_budget
+        self._gates: OrderedDict[tuple[str, str, str], asyncio.Semaphore] = OrderedDict()
         # Counting in Redis is a network round trip: on the async path it goes to a thread.
         self._storage_blocks = opts.rate_limit_storage.split(":", 1)[0] in ("redis", "rediss", "unix")
 
@@ -183,19 +187,59 @@ class SQLHTTPCore:
 
         PostgreSQL queries run on the loop (psycopg's async connections, when ``async_postgres`` is on); what may
         block goes to ``offload``: a Redis round trip, a password hash, the ``authorize`` hook, other databases.
+        No more requests for one pool go to the threads than the pool has connections: the others wait their turn
+        on the loop, first come first served, instead of crowding the threads (and the interpreter lock).
         """
-        if self.aio is None:
-            answer: Response = await offload(partial(self.handle, request, head_checked=True))
-            return answer
         admitted = await offload(partial(self._admit, request)) if self._storage_blocks else self._admit(request)
         if isinstance(admitted, Response):
             return admitted
         admission, client, query = admitted
-        if query.target.family == "postgresql":
+        target = query.target
+        if self.aio is not None and target.family == "postgresql":
             result = await self._attempt_async(request, query, client, offload)
         else:
-            result = await offload(partial(self._attempt, request, query, client))
+            gate = self._gate(query)
+            if gate.locked():  # every connection of the pool is in use: wait as long as the pool would
+                try:
+                    await asyncio.wait_for(gate.acquire(), self.options.pool_timeout)
+                except TimeoutError:
+                    error = errors.PoolTimeout.busy(self.options.pool_size, self.options.pool_timeout, target.name)
+                    return self._answer(request, admission, error)
+            else:
+                await gate.acquire()
+            try:
+                result = errors.RunElsewhere()
+                if target.family == "sqlite" and self._inline_budget and self._quick_login(request, query):
+                    result = self._attempt(request, query, client, budget=self._inline_budget)
+                if isinstance(result, errors.RunElsewhere):
+                    result = await offload(partial(self._attempt, request, query, client))
+            finally:
+                gate.release()
         return self._answer(request, admission, result)
+
+    def _quick_login(self, request: Request, query: Query) -> bool:
+        """True when authenticating this request cannot block: no hook, no password hash to compute."""
+        target = query.target
+        if self.options.authorize is not None or self._storage_blocks:
+            return False
+        if target.family != "sqlite" and not target.server_login:
+            return True  # the database checks the login
+        if request.headers.get("authorization") is not None and target.api_keys:
+            return not any(stored.startswith(PBKDF2 + "$") for stored in target.api_keys.values())
+        return not target.users or self.auth.login_is_quick(target.name, target.users, query.username,
+                                                            query.password)
+
+    def _gate(self, query: Query) -> asyncio.Semaphore:
+        """At most ``pool_size`` requests in the threads per target, login and database (roughly, per engine)."""
+        key = (query.target.name, query.username, query.database)
+        gate = self._gates.get(key)
+        if gate is None:
+            gate = self._gates[key] = asyncio.Semaphore(self.options.pool_size)
+            while len(self._gates) > 4 * self.options.max_engines:
+                self._gates.popitem(last=False)  # one in use still works; it just stops being shared
+        else:
+            self._gates.move_to_end(key)
+        return gate
 
     def _admit(self, request: Request, head_checked: bool = True) -> Response | tuple[Admission, str, Query]:
         """Everything before the database: the head, the size, the rate limit, the body. A Response refuses."""
@@ -216,9 +260,10 @@ class SQLHTTPCore:
             return self._answer(request, admission, error)
         return admission, client, query
 
-    def _attempt(self, request: Request, query: Query, client: str) -> bytes | Exception:
+    def _attempt(self, request: Request, query: Query, client: str,
+                 budget: float | None = None) -> bytes | Exception:
         try:
-            return self._run(request, query, client)
+            return self._run(request, query, client, budget)
         except Exception as error:  # answered by _answer
             return error
 
@@ -233,10 +278,10 @@ class SQLHTTPCore:
             else:
                 self.auth.check_throttle(client, target.name, query.username)
             try:
-                if target.server_login or self.options.authorize is not None:  # a hash or the host's hook
-                    login = await offload(partial(self._authenticate, request, query, client))
-                else:
+                if self._quick_login(request, query):
                     login = self._authenticate(request, query, client)
+                else:  # a password hash, or the host's hook
+                    login = await offload(partial(self._authenticate, request, query, client))
                 return await self.aio.run(query, login)
             except errors.AuthenticationFailed:
                 if blocking:
@@ -320,13 +365,13 @@ class SQLHTTPCore:
             timeout=timeout,
         )
 
-    def _run(self, request: Request, query: Query, client: str) -> bytes:
+    def _run(self, request: Request, query: Query, client: str, budget: float | None = None) -> bytes:
         """Authenticate (behind the brute-force brake), then run."""
         target = query.target
         self.auth.check_throttle(client, target.name, query.username)
         try:
             login = self._authenticate(request, query, client)
-            return self.runner.run(query, login)
+            return self.runner.run(query, login, budget=budget)
         except errors.AuthenticationFailed:
             self.auth.record_failure(client, target.name, query.username)
             raise

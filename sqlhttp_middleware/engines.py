@@ -130,7 +130,7 @@ class EngineCache:
         lease = Lease(proxied.dbapi_connection, entry)
         try:
             yield lease
-        except errors.SQLHTTPError:
+        except (errors.SQLHTTPError, errors.RunElsewhere):
             self._finish(proxied, entry, healthy=not lease.broken)
             raise
         except BaseException:
@@ -143,11 +143,7 @@ class EngineCache:
         self, exc: BaseException, entry: EngineEntry, target: ResolvedTarget, username: str
     ) -> BaseException:
         if isinstance(exc, sqlalchemy.exc.TimeoutError):
-            return errors.PoolTimeout(
-                f"all {self._options.pool_size} connections to target {target.name!r} stayed busy for "
-                f"{self._options.pool_timeout:g} s; try again shortly",
-                headers={"Retry-After": "1"},
-            )
+            return errors.PoolTimeout.busy(self._options.pool_size, self._options.pool_timeout, target.name)
         original = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig is not None else exc
         if not isinstance(original, entry.engine.dialect.loaded_dbapi.Error):
             return exc

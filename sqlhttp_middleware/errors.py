@@ -195,6 +195,16 @@ class PoolTimeout(SQLHTTPError):
     status = 503
     code = "POOL_TIMEOUT"
 
+    @classmethod
+    def busy(cls, pool_size: int, waited: float, target: str) -> PoolTimeout:
+        return cls(f"all {pool_size} connections to target {target!r} stayed busy for {waited:g} s; try again "
+                   "shortly", headers={"Retry-After": "1"})
+
+
+class RunElsewhere(Exception):
+    """Not an answer: a statement tried on the event loop outgrew its budget (or met a lock) and was undone; run
+    it again on a thread. Never leaves the core."""
+
 
 def all_error_classes() -> list[type[SQLHTTPError]]:
     """Every concrete error class, for the docs test and the error-shape test."""

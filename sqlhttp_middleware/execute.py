@@ -15,10 +15,11 @@ at ``max_rows`` rows or ``max_response_bytes`` bytes, so an oversized result is 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import orjson
@@ -28,7 +29,7 @@ from . import errors
 from .bindings import compile_sql
 from .dialects import DialectSupport, dialect_support
 from .dialects.base import Session
-from .encoding import encode_value
+from .encoding import MAX_SAFE_INTEGER, encode_value
 from .engines import EngineCache, Lease
 from .options import Options, ResolvedTarget
 from .watchdog import Watchdog
@@ -76,18 +77,30 @@ class _Rows:
     truncated: bool
 
 
-# Values orjson writes exactly as our type table says: in a typed column (PostgreSQL, MySQL, SQL Server) whose first
-# value is one of these, the others are too, and no Python code has to touch them.
-_NATIVE = frozenset({str, bool, dt.datetime, dt.date, uuid.UUID})
+# Values orjson writes exactly as our type table says, so no Python code has to touch them.
+_NATIVE = frozenset({type(None), str, bool, dt.datetime, dt.date, uuid.UUID})
+_NUMBERS = frozenset({type(None), int, bool, float})
 
 
-def column_converters(batch: list[Any], width: int, *, typed: bool) -> list[tuple[int, Callable[[Any], Any]]]:
-    """(column index, encoder) for the columns whose values need Python's help to become lossless JSON."""
+def column_converters(batch: list[Any], width: int) -> list[tuple[int, Callable[[Any], Any]]]:
+    """(column index, encoder) for the columns of this batch whose values need Python's help to become lossless
+    JSON. A column is looked at whole (SQLite's columns may mix types from row to row): strings, booleans, dates,
+    timestamps and UUIDs go to orjson as they are, and so do integers within 2^53 and finite floats; anything
+    else (a larger integer, NaN, a decimal, bytes, JSON, an array) goes through :func:`encode_value`."""
     converters: list[tuple[int, Callable[[Any], Any]]] = []
     for index in range(width):
-        first = next((row[index] for row in batch if row[index] is not None), None)
-        if not (typed and type(first) in _NATIVE):
-            converters.append((index, encode_value))
+        column = [row[index] for row in batch]
+        kinds = set(map(type, column))
+        if kinds <= _NATIVE:
+            continue
+        if kinds <= _NUMBERS:  # SQLite's NUMERIC columns mix integers and floats
+            numbers = [value for value in column if value is not None] if type(None) in kinds else column
+            integers = numbers if float not in kinds else [value for value in numbers if type(value) is not float]
+            if (float not in kinds or all(map(math.isfinite, numbers))) and (
+                not integers or (min(integers) >= -MAX_SAFE_INTEGER and max(integers) <= MAX_SAFE_INTEGER)
+            ):
+                continue
+        converters.append((index, encode_value))
     return converters
 
 
@@ -121,6 +134,7 @@ class Runner:
             for name, t in targets.items()
         }
         self._watchdog = Watchdog()
+        self._busy_timeout = options.connect_timeout  # sqlite3's timeout, as the engines connect with it
 
     def compile(self, query: Query) -> tuple[DialectSupport, str, list[Any]]:
         """The query's dialect, and its SQL and parameters in the driver's paramstyle."""
@@ -140,20 +154,28 @@ class Runner:
         limits = self.limits[query.target.name]
         timeout = min(limits.timeout, query.timeout) if query.timeout else limits.timeout
         return Session(timeout=timeout, read_only=limits.read_only, deadline=time.monotonic() + timeout,
-                       target_timeout=limits.timeout)
+                       target_timeout=limits.timeout, busy_timeout=self._busy_timeout)
 
-    def run(self, query: Query, login: Login) -> bytes:
-        """The JSON answer to ``query``, run with the database ``login``, or an :class:`errors.SQLHTTPError`."""
+    def run(self, query: Query, login: Login, *, budget: float | None = None) -> bytes:
+        """The JSON answer to ``query``, run with the database ``login``, or an :class:`errors.SQLHTTPError`.
+
+        With a ``budget`` (SQLite on the event loop), a statement that runs longer, or finds the database locked,
+        is interrupted, undone by SQLite, and :class:`errors.RunElsewhere` raised: run it again on a thread.
+        """
         support, sql, params = self.compile(query)
         with self._engines.connection(query.target, login.username, login.password, login.database) as lease:
-            return self._execute(lease, support, sql, params, query)
+            return self._execute(lease, support, sql, params, query, budget)
 
-    def _execute(self, lease: Lease, support: DialectSupport, sql: str, params: list[Any], query: Query) -> bytes:
+    def _execute(self, lease: Lease, support: DialectSupport, sql: str, params: list[Any], query: Query,
+                 budget: float | None = None) -> bytes:
         connection = lease.dbapi_connection
         engine = lease.entry.engine
         dbapi_error: type[BaseException] = engine.dialect.loaded_dbapi.Error
         limits = self.limits[query.target.name]
         session = self.session(query)
+        statement_deadline = session.deadline
+        if budget is not None:
+            session = replace(session, inline=True, deadline=min(statement_deadline, time.monotonic() + budget))
         timeout = session.timeout
         watch: int | None = None
         cursor: Any = None
@@ -170,6 +192,10 @@ class Runner:
                     break
             body = collector.document()
         except dbapi_error as exc:
+            if session.inline and (support.is_busy(exc) or (
+                    support.is_timeout(exc) and time.monotonic() < statement_deadline)):
+                self._leave_no_transaction(lease, support)
+                raise errors.RunElsewhere from None
             if engine.dialect.is_disconnect(exc, connection, cursor):  # type: ignore[arg-type]
                 lease.broken = True
                 raise errors.DatabaseUnavailable(
@@ -181,14 +207,15 @@ class Runner:
         finally:
             if watch is not None:
                 self._watchdog.disarm(watch)
-            self._close(lease, support, cursor, dbapi_error)
+            self._close(lease, support, session, cursor, dbapi_error)
         self._leave_no_transaction(lease, support)
         return body
 
     @staticmethod
-    def _close(lease: Lease, support: DialectSupport, cursor: Any, dbapi_error: type[BaseException]) -> None:
+    def _close(lease: Lease, support: DialectSupport, session: Session, cursor: Any,
+               dbapi_error: type[BaseException]) -> None:
         try:
-            support.end_session(lease.dbapi_connection)
+            support.end_session(lease.dbapi_connection, session)
             if cursor is not None and not lease.broken:
                 cursor.close()
         except dbapi_error:
@@ -214,7 +241,6 @@ class Collector:
         self.rows = _Rows([], 0, 0, False)
         self.columns: list[str] | None = None
         self.types: list[str | None] = []
-        self._converters: list[tuple[int, Callable[[Any], Any]]] = []
         self._as_objects = query.row_mode == "object"
 
     def add(self, batch: list[Any]) -> bool:
@@ -223,9 +249,13 @@ class Collector:
             self.columns = [column[0] for column in self.cursor.description]
             if self.query.shape == "full":  # only the full shape names the types
                 self.types = self.support.column_types(self.cursor, batch)
-            self._converters = column_converters(batch, len(self.columns), typed=self.support.family != "sqlite")
-        converters, columns, as_objects = self._converters, self.columns, self._as_objects
-        shaped = [_shape(row, converters, columns, as_objects) for row in batch]
+        converters, columns = column_converters(batch, len(self.columns)), self.columns
+        if converters:
+            shaped = [_shape(row, converters, columns, self._as_objects) for row in batch]
+        elif self._as_objects:
+            shaped = [dict(zip(columns, row, strict=True)) for row in batch]
+        else:
+            shaped = batch  # tuples or lists: orjson writes both as arrays
         rows, limits = self.rows, self.limits
         # One orjson call for the whole batch while it fits; row by row only to find where a cap cuts it.
         chunk = orjson.dumps(shaped)[1:-1]

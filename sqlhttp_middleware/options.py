@@ -43,6 +43,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_body_bytes", 1024 * 1024, "Largest request body accepted; larger ones answer 413.", int),
     Option("executor_threads", 8, "ASGI only: threads that run blocking database work off the event loop.", int),
     Option("async_postgres", True, "ASGI only: run PostgreSQL queries on the event loop (psycopg async).", bool),
+    Option("inline_budget", 0.002, "ASGI only: seconds a SQLite statement may run on the event loop before it is "
+           "undone and run again on a thread; 0: always on a thread.", float),
     Option("rate_limit", 60_000, "Requests per window for the whole mount, across workers and hosts; 0: none.", int),
     Option("rate_limit_window", 60.0, "Length of the rate-limit window in seconds.", float),
     Option("rate_limit_per_client", 0, "Requests per window for each client address; 0: no per-client limit.", int),
@@ -270,6 +272,7 @@ class Options:
     max_body_bytes: int
     executor_threads: int
     async_postgres: bool
+    inline_budget: float
     rate_limit: int
     rate_limit_window: float
     rate_limit_per_client: int
@@ -330,6 +333,10 @@ class Options:
             if not _positive_number(value):
                 raise ConfigurationError(f"{name}: must be a positive number of seconds, got {value!r}")
             values[name] = float(value)
+        budget = values["inline_budget"]
+        if not (_positive_number(budget) or budget == 0) or isinstance(budget, bool):
+            raise ConfigurationError(f"inline_budget: must be 0 or a positive number of seconds, got {budget!r}")
+        values["inline_budget"] = float(budget)
         values["targets"] = resolve_targets(values["targets"])
         for target in values["targets"].values():
             if target.server_login and not (target.users or target.api_keys) and values["authorize"] is None:

@@ -1,5 +1,6 @@
-"""The ASGI adapter's PostgreSQL path on the event loop (``async_postgres``): the same answers as the thread-pool
-path, its own pools with the same rules, and the blocking parts of a request sent to threads."""
+"""What the ASGI adapter runs on the event loop: PostgreSQL with psycopg's async connections (``async_postgres``),
+with the same answers as the thread-pool path and pools with the same rules; SQLite within ``inline_budget``, moved
+to a thread (undone and run again) past it; and the blocking parts of a request sent to threads."""
 
 from __future__ import annotations
 
@@ -126,3 +127,92 @@ def test_pool_serves_waiters_in_order_and_a_cancelled_waiter_gives_nothing_away(
     order, opened, waiting, after = asyncio.run(scenario())
     assert order == ["first", "second"]
     assert (opened, waiting, after) == (1, 0, 0)
+
+
+# -- SQLite on the loop, within its budget ------------------------------------------------------------------------
+
+
+def _recording_runs(client: Client) -> list[tuple[int, float | None]]:
+    """(thread, budget) of every statement the core runs through the sync runner."""
+    calls: list[tuple[int, float | None]] = []
+    original = client.core.runner.run
+
+    def recording(query: Any, login: Any, *, budget: float | None = None) -> Any:
+        calls.append((threading.get_ident(), budget))
+        return original(query, login, budget=budget)
+
+    client.core.runner.run = recording
+    return calls
+
+
+COUNT_TO = "with recursive c(x) as (select 1 union all select x + 1 from c where x < {n}) "
+
+
+def test_sqlite_runs_on_the_loop_and_past_its_budget_on_a_thread(portal: BlockingPortal,
+                                                                   sqlite_database: Database) -> None:
+    client = make_asgi_client({"targets": targets_for(sqlite_database)}, portal)
+    loop_thread = portal.call(_current_thread)
+    calls = _recording_runs(client)
+    try:
+        assert client.query(sqlite_database, "select 1 as one").json() == [{"one": 1}]
+        assert calls == [(loop_thread, 0.002)]  # on the loop, nothing else needed
+        calls.clear()
+        reply = client.query(sqlite_database, COUNT_TO.format(n=2_000_000) + "select count(*) as n from c")
+        assert reply.json() == [{"n": 2_000_000}]
+        assert [budget for _, budget in calls] == [0.002, None]  # stopped at its budget, then run on a thread
+        assert calls[0][0] == loop_thread and calls[1][0] != loop_thread
+    finally:
+        client.close()
+
+
+async def _current_thread() -> int:
+    return threading.get_ident()
+
+
+def test_a_write_past_its_budget_is_undone_and_applied_once(portal: BlockingPortal,
+                                                            sqlite_database: Database) -> None:
+    table = f"w_{uuid.uuid4().hex[:10]}"
+    sqlite_database.run(f"create table {table} (v integer)")
+    client = make_asgi_client({"targets": targets_for(sqlite_database)}, portal)
+    calls = _recording_runs(client)
+    try:
+        reply = client.query(sqlite_database, f"insert into {table} (v) " + COUNT_TO.format(n=300_000)
+                             + "select x from c", shape="full")
+        assert reply.status == 200, reply.body
+        assert reply.json()["rowCount"] == 300_000
+        assert [budget for _, budget in calls] == [0.002, None]  # it did outgrow the loop's budget
+        assert sqlite_database.run(f"select count(*), sum(v) from {table}") == [(300_000, 300_000 * 300_001 // 2)]
+    finally:
+        client.close()
+        sqlite_database.run(f"drop table {table}")
+
+
+def test_a_locked_sqlite_database_never_holds_the_loop(portal: BlockingPortal, sqlite_database: Database) -> None:
+    import sqlite3
+
+    table = f"l_{uuid.uuid4().hex[:10]}"
+    sqlite_database.run(f"create table {table} (v integer)")
+    path = str(sqlite_database.admin_url).removeprefix("sqlite:///")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("begin immediate")  # a writer elsewhere holds the lock
+    client = make_asgi_client({"targets": targets_for(sqlite_database)}, portal)
+    calls = _recording_runs(client)
+    replies: list[Any] = []
+    writer = threading.Thread(target=lambda: replies.append(
+        client.query(sqlite_database, f"insert into {table} (v) values (1)")))
+    try:
+        writer.start()
+        deadline = threading.Event()
+        while not client.core.pool_stats()["checked_out"] and not deadline.wait(0.01):
+            pass  # the insert has met the lock and waits for it on a thread
+        assert client.query(sqlite_database, "select 2 as two").json() == [{"two": 2}]
+        assert writer.is_alive()  # the loop answered while the insert was still waiting
+        assert [budget for _, budget in calls[:2]] == [0.002, None]  # locked on the loop: moved to a thread
+        holder.execute("commit")
+        writer.join(10)
+        assert replies[0].status == 200, replies[0].body
+        assert sqlite_database.run(f"select v from {table}") == [(1,)]
+    finally:
+        holder.close()
+        client.close()
+        sqlite_database.run(f"drop table {table}")

@@ -31,7 +31,7 @@ def test_a_bug_answers_500_without_a_traceback(sqlite_database: Database, monkey
                                                 caplog: pytest.LogCaptureFixture) -> None:
     core = SQLHTTPCore(targets=targets_for(sqlite_database))
 
-    def broken(query: object, login: object) -> None:
+    def broken(query: object, login: object, **options: object) -> None:
         raise RuntimeError("secret internal detail at /srv/app.py")
 
     monkeypatch.setattr(core.runner, "run", broken)

@@ -164,18 +164,18 @@ def anyio_backend() -> str:
 
 
 @pytest.mark.anyio
-async def test_asgi_never_runs_database_work_on_the_event_loop(sqlite_database: Database) -> None:
+async def test_asgi_runs_blocking_database_work_off_the_event_loop(sqlite_database: Database) -> None:
     import threading
 
-    app = ASGIMiddleware(None, targets=targets_for(sqlite_database))
+    app = ASGIMiddleware(None, targets=targets_for(sqlite_database), inline_budget=0)
     threads: list[int] = []
-    original = app.core.handle
+    original = app.core.runner.run
 
-    def recording(request: Any, **options: Any) -> Any:
+    def recording(*args: Any, **options: Any) -> Any:
         threads.append(threading.get_ident())
-        return original(request, **options)
+        return original(*args, **options)
 
-    app.core.handle = recording  # type: ignore[method-assign]
+    app.core.runner.run = recording  # type: ignore[method-assign]
     body = json.dumps(sqlite_database.body("select 1 as one")).encode()
     sent = await asgi_call(app, http_scope("/sql"), [{"type": "http.request", "body": body}])
     assert sent[0]["status"] == 200

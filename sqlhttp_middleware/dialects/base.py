@@ -25,6 +25,8 @@ class Session:
     read_only: bool
     deadline: float  # time.monotonic() by which the statement must be done
     target_timeout: float = 0.0  # seconds, the target's: what a session keeps between requests
+    inline: bool = False  # on the event loop, within a budget: never wait for a lock
+    busy_timeout: float = 0.0  # seconds a statement on a thread may wait for a lock (SQLite)
 
 
 class DialectSupport:
@@ -44,7 +46,7 @@ class DialectSupport:
     def prepare_session(self, dbapi_connection: Any, session: Session, server: Any) -> None:
         """At every checkout: the statement timeout and read-only mode, enforced by the database."""
 
-    def end_session(self, dbapi_connection: Any) -> None:
+    def end_session(self, dbapi_connection: Any, session: Session) -> None:
         """After the statement, whatever happened."""
 
     def execute(self, dbapi_connection: Any, sql: str, params: list[Any], batch: int) -> tuple[Any, Iterator[Any]]:
@@ -72,6 +74,10 @@ class DialectSupport:
         return False
 
     def is_read_only_refusal(self, exc: BaseException) -> bool:
+        return False
+
+    def is_busy(self, exc: BaseException) -> bool:
+        """The database is locked by another writer (SQLite)."""
         return False
 
     def is_multiple_statements(self, exc: BaseException) -> bool:

@@ -43,13 +43,21 @@ class SQLiteSupport(DialectSupport):
 
     def prepare_session(self, dbapi_connection: Any, session: Session, server: Any) -> None:
         dbapi_connection.execute(f"PRAGMA query_only = {int(session.read_only)}")
+        if session.inline:  # on the event loop: a locked database answers at once instead of blocking the loop
+            dbapi_connection.execute("PRAGMA busy_timeout = 0")
         deadline = session.deadline
         clock = time.monotonic
-        # Called every 1,000 virtual-machine instructions: a non-zero answer interrupts the statement.
+        # Called every 1,000 virtual-machine instructions: a non-zero answer interrupts the statement, which SQLite
+        # then undoes (in autocommit mode, the whole statement).
         dbapi_connection.set_progress_handler(lambda: clock() > deadline, 1000)
 
-    def end_session(self, dbapi_connection: Any) -> None:
+    def end_session(self, dbapi_connection: Any, session: Session) -> None:
         dbapi_connection.set_progress_handler(None, 0)
+        if session.inline:
+            dbapi_connection.execute(f"PRAGMA busy_timeout = {round(session.busy_timeout * 1000)}")
+
+    def is_busy(self, exc: BaseException) -> bool:
+        return getattr(exc, "sqlite_errorname", None) in ("SQLITE_BUSY", "SQLITE_LOCKED")
 
     def is_timeout(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.OperationalError) and str(exc) == "interrupted"
