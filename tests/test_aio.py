@@ -17,7 +17,7 @@ from sqlhttp_middleware.core import SQLHTTPCore
 from sqlhttp_middleware.errors import PoolTimeout
 from sqlhttp_middleware.options import Options
 
-from .conftest import Database, make_asgi_client, targets_for
+from .conftest import Client, Database, make_asgi_client, targets_for
 from .test_ratelimit import redis_url  # noqa: F401 - the fixture
 
 STATEMENTS = [
