@@ -28,8 +28,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -95,7 +96,8 @@ SERVERS = {
 
 
 @contextlib.contextmanager
-def serve(name: str) -> Iterator[tuple[str, int]]:
+def serve(name: str) -> Iterator[tuple[str, int, int]]:
+    """Start one server; yield its host, port and process id (gunicorn's master: its workers are children)."""
     port = free_port()
     kind, app = SERVERS[name]
     if kind == "uvicorn":
@@ -118,7 +120,7 @@ def serve(name: str) -> Iterator[tuple[str, int]]:
                     break
             except OSError:
                 time.sleep(0.1)
-        yield "127.0.0.1", port
+        yield "127.0.0.1", port, process.pid
     finally:
         process.terminate()
         try:
@@ -153,8 +155,6 @@ def case(server: str, database: str, workload: str) -> Case:
     sql, bindings = SQL[workload]
     if server == "datasette":
         query = sql.replace("?", "'bench'")
-        from urllib.parse import urlencode
-
         return Case(server, database, workload, "GET",
                     f"/{SQLITE.stem}.json?" + urlencode({"sql": query, "_shape": "array"}), None)
     if server == "starlette-asyncpg":
@@ -181,6 +181,56 @@ class Result:
     transfer_mb_s: float = 0.0
     errors: int = 0
     notes: list[str] = field(default_factory=list)
+    peak_mb: float | None = None  # the server's peak memory growth while answering one request (rows10k)
+    body_mb: float | None = None  # the size of that answer
+
+
+def _processes(pid: int) -> list[int]:
+    """``pid`` and its children (gunicorn's workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    found = [pid]
+    if children.exists():
+        found += [int(child) for child in children.read_text().split()]
+    return found
+
+
+def _status_kib(pid: int, field_name: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def peak_memory(case: Case, host: str, port: int, pid: int) -> tuple[float, float]:
+    """(peak memory growth in MB, answer size in MB) of the server's first large answer, after small ones.
+
+    Linux keeps each process's high-water mark of resident memory (VmHWM); writing 5 to clear_refs resets it to
+    the current size, so after the request, VmHWM - VmRSS(before) is what answering it took at its peak. Measured
+    before any other large answer, whose freed memory the allocator would keep and hand back unseen.
+    """
+    def one(request: Case) -> int:
+        connection = http.client.HTTPConnection(host, port, timeout=60)
+        connection.request(request.method, request.path, request.body, {"Content-Type": "application/json"})
+        size = len(connection.getresponse().read())
+        connection.close()
+        return size
+
+    def rewritten(sql: str) -> Case:
+        large = SQL["rows10k"][0]
+        return replace(case, body=(case.body or b"").replace(large.encode(), sql.encode()),
+                       path=case.path.replace(urlencode({"sql": large}), urlencode({"sql": sql})))
+
+    # Every worker and connection warm: connected, its code paths loaded, the table in the database's page cache
+    # (SQLite's lives in our process, up to 2 MB a connection, and is not part of the answer).
+    for sql in ["SELECT count(*) AS n FROM bench_rows WHERE name <> ''", SQL["rows100"][0]] * 6:
+        one(rewritten(sql))
+    pids = _processes(pid)
+    before = {p: _status_kib(p, "VmRSS") for p in pids}
+    for p in pids:
+        Path(f"/proc/{p}/clear_refs").write_text("5")
+    size = one(case)
+    growth = max(_status_kib(p, "VmHWM") - before[p] for p in pids)
+    return max(0, growth) * 1024 / 1e6, size / 1e6
 
 
 def wrk(case: Case, host: str, port: int, connections: int, duration: float) -> Result:
@@ -300,12 +350,15 @@ def run_plan(duration: float, load: object, only: list[str] | None = None) -> li
         chosen = [w for w in workloads if not only or any(f"{server}:{database}:{w}".startswith(o) for o in only)]
         if not chosen:
             continue
-        with serve(server) as (host, port):
+        with serve(server) as (host, port, pid):
             for workload in chosen:
                 one = case(server, database, workload)
+                memory = peak_memory(one, host, port, pid) if workload == "rows10k" else None
                 load(one, host, port, 2, 1.0)  # type: ignore[operator]  # warm the pools
                 for connections in (1, 16):
                     result = load(one, host, port, connections, duration)  # type: ignore[operator]
+                    if memory is not None and connections == 1:
+                        result.peak_mb, result.body_mb = memory
                     results.append(result)
                     print(f"{server:18} {database:5} {workload:8} c={connections:<2} {result.requests_per_second:8.0f} "
                           f"req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}",
@@ -327,9 +380,11 @@ def report(results: list[Result], floor: dict[str, float], duration: float) -> s
         "",
         f"`make bench` ({dt.date.today().isoformat()}): {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; wrk with 1 thread, {duration:g} s per case after a 1 s warm-up; uvicorn with "
-        "1 worker, gunicorn with 2 workers and 8 threads; pools of 2 connections everywhere. Ours runs with every "
-        "protection on: rate limit in shared memory, the database checking each login, statement timeout and "
-        "read-only mode re-applied at every checkout, result caps, lossless type encoding.",
+        "1 worker, gunicorn with 2 workers and 8 threads; pools of 2 connections everywhere. Ours runs with its "
+        "defaults and every protection on: rate limit in shared memory, the login brake, the database checking each "
+        "login (PostgreSQL, MariaDB) or our hashed users (SQLite), statement timeouts, read-only mode checked at "
+        "every checkout, result caps, lossless type encoding. ASGI: PostgreSQL on the event loop (`async_postgres`), "
+        "SQLite on the loop within `inline_budget`, MariaDB on the thread pool.",
         "",
         "| server | db | workload | clients | req/s | p50 ms | p99 ms | MB/s | non-2xx |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -339,8 +394,15 @@ def report(results: list[Result], floor: dict[str, float], duration: float) -> s
                      f"{r.requests_per_second:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.transfer_mb_s:.1f} | "
                      f"{r.errors} |")
     lines += ["", "Raw driver floor, `SELECT 1` in process, one connection: " + ", ".join(
-        f"{name} {micros:.0f} µs" for name, micros in floor.items()) + ".", "", "### Goals", "",
-              "| goal | measured | met |", "|---|---|---|"]
+        f"{name} {micros:.0f} µs" for name, micros in floor.items()) + ".", "",
+              "Peak memory of one 10,000-row answer (the server's resident-memory high-water mark, reset just before "
+              "the request, minus its size before; the largest over a server's processes):", "",
+              "| server | db | answer MB | peak growth MB | growth / answer |", "|---|---|---|---|---|"]
+    measured = [r for r in results if r.peak_mb is not None and r.body_mb]
+    for r in measured:
+        lines.append(f"| {r.case.server} | {r.case.database} | {r.body_mb:.2f} | {r.peak_mb:.2f} | "
+                     f"{r.peak_mb / r.body_mb:.2f}x |")  # type: ignore[operator]
+    lines += ["", "### Goals", "", "| goal | measured | met |", "|---|---|---|"]
 
     def ratio(a: Result | None, b: Result | None) -> float:
         return a.requests_per_second / b.requests_per_second if a and b and b.requests_per_second else 0.0
@@ -368,6 +430,11 @@ def report(results: list[Result], floor: dict[str, float], duration: float) -> s
         spread = fair.p99_ms / fair.p50_ms if fair.p50_ms else 0
         lines.append(f"| Fairness: p99 ≤ 3x p50 at 16 clients on a pool of 2 (ASGI, PostgreSQL) | {spread:.2f}x | "
                      f"{'yes' if spread <= 3 else 'no'} |")
+    ours_memory = [r.peak_mb / r.body_mb for r in measured if r.case.server.startswith("ours")]  # type: ignore[operator]
+    if ours_memory:
+        worst = max(ours_memory)
+        lines.append(f"| 10,000-row answer: peak memory growth ≤ 2x its JSON (ours, worst of ASGI, WSGI, SQLite) | "
+                     f"{worst:.2f}x | {'yes' if worst <= 2 else 'no'} |")
     bare, mounted = find(results, "flask-bare", "-", "host", 16), find(results, "flask-mounted", "-", "host", 16)
     if bare and mounted:
         slower = 1 - mounted.requests_per_second / bare.requests_per_second
@@ -391,7 +458,7 @@ def main() -> None:
                                "qty integer, created text, active integer)")
             connection.execute("INSERT INTO bench_rows VALUES (1, 'a', 1.5, 2, '2024-01-01', 1)")
         connection.close()
-        with serve("ours-asgi") as (host, port):
+        with serve("ours-asgi") as (host, port, _):
             result = python_load(case("ours-asgi", "lite", "rows100"), host, port, 2, 1.0)
         print(json.dumps({"requests_per_second": result.requests_per_second, "p50_ms": result.p50_ms,
                           "p99_ms": result.p99_ms, "errors": result.errors}))

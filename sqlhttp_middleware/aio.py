@@ -34,7 +34,7 @@ from .dialects.postgresql import (
     needs_arming,
     session_arguments,
 )
-from .execute import BATCH, Collector, Login, Query, Runner
+from .execute import BATCH, Body, Collector, Login, Query, Runner
 from .options import Options, ResolvedTarget
 
 __all__ = ["AsyncPool", "AsyncPostgres"]
@@ -255,7 +255,7 @@ class AsyncPostgres:
 
     # -- one query ------------------------------------------------------------------------------------------------
 
-    async def run(self, query: Query, login: Login) -> bytes:
+    async def run(self, query: Query, login: Login) -> Body:
         """The JSON answer to ``query``, run with the database ``login``, or an :class:`errors.SQLHTTPError`."""
         _, sql, params = self._runner.compile(query)
         session = self._runner.session(query)
@@ -283,7 +283,7 @@ class AsyncPostgres:
             pool.last_used = time.monotonic()
 
     async def _execute(self, loop: asyncio.AbstractEventLoop, connection: Any, cursor: Any, sql: str,
-                       params: list[Any], query: Query, session: Session) -> bytes:
+                       params: list[Any], query: Query, session: Session) -> Body:
         import psycopg
 
         cancels: list[asyncio.Task[None]] = []

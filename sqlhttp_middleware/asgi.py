@@ -121,6 +121,8 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
 
 async def _send(response: Response, send: Send) -> None:
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
-    headers.append((b"content-length", str(len(response.body)).encode("latin-1")))
+    headers.append((b"content-length", str(response.length).encode("latin-1")))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": response.body})
+    last = len(response.parts) - 1
+    for index, part in enumerate(response.parts):
+        await send({"type": "http.response.body", "body": part, "more_body": index < last})

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -20,7 +20,7 @@ import orjson
 from . import errors
 from .auth import PBKDF2, AuthContext, Authenticator
 from .engines import EngineCache
-from .execute import Login, Query, Runner
+from .execute import Body, Login, Query, Runner
 from .openapi import openapi_document
 from .options import Options
 from .ratelimit import Admission, RateLimiter, client_address, namespace_for
@@ -49,11 +49,25 @@ class Request:
     client: str | None = None
 
 
-@dataclass(frozen=True)
 class Response:
-    status: int
-    body: bytes
-    headers: list[tuple[str, str]] = field(default_factory=lambda: list(_JSON_HEADERS))
+    """Status, headers, and the body as one or more byte strings: a large answer stays in the pieces it was
+    encoded in, which the adapters send one after the other instead of copying them into one."""
+
+    __slots__ = ("headers", "parts", "status")
+
+    def __init__(self, status: int, body: bytes | list[bytes], headers: list[tuple[str, str]] | None = None):
+        self.status = status
+        self.parts = body if isinstance(body, list) else [body]
+        self.headers = headers if headers is not None else list(_JSON_HEADERS)
+
+    @property
+    def body(self) -> bytes:
+        """The whole body in one piece (a copy when it is in several)."""
+        return self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+
+    @property
+    def length(self) -> int:
+        return sum(map(len, self.parts))
 
 
 class SQLHTTPCore:
@@ -261,14 +275,14 @@ class SQLHTTPCore:
         return admission, client, query
 
     def _attempt(self, request: Request, query: Query, client: str,
-                 budget: float | None = None) -> bytes | Exception:
+                 budget: float | None = None) -> Body | Exception:
         try:
             return self._run(request, query, client, budget)
         except Exception as error:  # answered by _answer
             return error
 
     async def _attempt_async(self, request: Request, query: Query, client: str,
-                             offload: Offload[Any]) -> bytes | Exception:
+                             offload: Offload[Any]) -> Body | Exception:
         assert self.aio is not None
         target = query.target
         blocking = self._storage_blocks
@@ -292,8 +306,9 @@ class SQLHTTPCore:
         except Exception as error:  # answered by _answer
             return error
 
-    def _answer(self, request: Request, admission: Admission | None, result: bytes | Exception) -> Response:
-        if isinstance(result, bytes):
+    def _answer(self, request: Request, admission: Admission | None,
+                result: Body | Exception) -> Response:
+        if isinstance(result, (bytes, list)):
             response = Response(200, result)
         elif isinstance(result, errors.RateLimited):
             response = self.error_response(result)  # carries its own rate-limit headers
@@ -365,7 +380,7 @@ class SQLHTTPCore:
             timeout=timeout,
         )
 
-    def _run(self, request: Request, query: Query, client: str, budget: float | None = None) -> bytes:
+    def _run(self, request: Request, query: Query, client: str, budget: float | None = None) -> Body:
         """Authenticate (behind the brute-force brake), then run."""
         target = query.target
         self.auth.check_throttle(client, target.name, query.username)

@@ -34,9 +34,12 @@ from .engines import EngineCache, Lease
 from .options import Options, ResolvedTarget
 from .watchdog import Watchdog
 
-__all__ = ["Collector", "Limits", "Login", "Query", "Runner", "document"]
+__all__ = ["Body", "Collector", "Limits", "Login", "Query", "Runner", "document"]
 
 BATCH = 500  # rows fetched and encoded at a time
+_ONE_PIECE = 64 * 1024  # answers smaller than this are sent as one byte string
+
+Body = bytes | list[bytes]  # an answer: one byte string, or pieces to send one after the other
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ class Runner:
         return Session(timeout=timeout, read_only=limits.read_only, deadline=time.monotonic() + timeout,
                        target_timeout=limits.timeout, busy_timeout=self._busy_timeout)
 
-    def run(self, query: Query, login: Login, *, budget: float | None = None) -> bytes:
+    def run(self, query: Query, login: Login, *, budget: float | None = None) -> Body:
         """The JSON answer to ``query``, run with the database ``login``, or an :class:`errors.SQLHTTPError`.
 
         With a ``budget`` (SQLite on the event loop), a statement that runs longer, or finds the database locked,
@@ -167,7 +170,7 @@ class Runner:
             return self._execute(lease, support, sql, params, query, budget)
 
     def _execute(self, lease: Lease, support: DialectSupport, sql: str, params: list[Any], query: Query,
-                 budget: float | None = None) -> bytes:
+                 budget: float | None = None) -> Body:
         connection = lease.dbapi_connection
         engine = lease.entry.engine
         dbapi_error: type[BaseException] = engine.dialect.loaded_dbapi.Error
@@ -257,25 +260,30 @@ class Collector:
         else:
             shaped = batch  # tuples or lists: orjson writes both as arrays
         rows, limits = self.rows, self.limits
-        # One orjson call for the whole batch while it fits; row by row only to find where a cap cuts it.
+        # One orjson call for the whole batch while it fits; row by row only to find where a cap cuts it. Each
+        # piece carries the comma that separates it from the one before.
+        comma = b"," if rows.pieces else b""
         chunk = orjson.dumps(shaped)[1:-1]
         if rows.count + len(shaped) <= limits.max_rows and rows.size + len(chunk) + 1 <= limits.max_bytes:
             if chunk:
-                rows.pieces.append(chunk)
+                rows.pieces.append(comma + chunk)
             rows.count += len(shaped)
             rows.size += len(chunk) + 1
             return True
+        accepted: list[bytes] = []
         for value in shaped:
             piece = orjson.dumps(value)
             if rows.count >= limits.max_rows or rows.size + len(piece) + 1 > limits.max_bytes:
                 rows.truncated = True
                 break
-            rows.pieces.append(piece)
+            accepted.append(piece)
             rows.count += 1
             rows.size += len(piece) + 1
+        if accepted:
+            rows.pieces.append(comma + b",".join(accepted))
         return False
 
-    def document(self) -> bytes:
+    def document(self) -> Body:
         """The answer's bytes, in the shape the query asked for (or ResultTooLarge)."""
         if self.columns is None:
             description = self.cursor.description
@@ -287,25 +295,30 @@ class Collector:
 
 
 def document(query: Query, limits: Limits, support: DialectSupport, cursor: Any, columns: list[str],
-             types: list[str | None], rows: _Rows) -> bytes:
-    array = b"[" + b",".join(rows.pieces) + b"]"
+             types: list[str | None], rows: _Rows) -> Body:
+    """The answer in the shape the query asked for. A small one comes as one byte string; a large one as the
+    encoded batches themselves, which the adapters send one after the other, so the rows are never copied into
+    one more buffer (the peak stays near the size of the answer)."""
+    if query.shape == "rows" and rows.truncated:
+        raise errors.ResultTooLarge(
+            f"the result is larger than this target's limit of {limits.max_rows} rows or "
+            f"{limits.max_bytes} bytes; add a LIMIT, or ask for \"shape\": \"full\" to receive the first "
+            "rows marked truncated",
+            maxRows=limits.max_rows,
+            maxBytes=limits.max_bytes,
+        )
     if query.shape == "rows":
-        if rows.truncated:
-            raise errors.ResultTooLarge(
-                f"the result is larger than this target's limit of {limits.max_rows} rows or "
-                f"{limits.max_bytes} bytes; add a LIMIT, or ask for \"shape\": \"full\" to receive the first "
-                "rows marked truncated",
-                maxRows=limits.max_rows,
-                maxBytes=limits.max_bytes,
-            )
-        return array
-    row_count = rows.count if columns else support.row_count(cursor)
-    return b"".join([
-        b'{"columns":',
-        orjson.dumps([{"name": name, "type": kind} for name, kind in zip(columns, types, strict=True)]),
-        b',"rows":', array,
-        b',"rowCount":', orjson.dumps(row_count),
-        b',"lastInsertId":', orjson.dumps(encode_value(support.last_insert_id(cursor))),
-        b',"truncated":', b"true" if rows.truncated else b"false",
-        b"}",
-    ])
+        parts = [b"[", *rows.pieces, b"]"]
+    else:
+        row_count = rows.count if columns else support.row_count(cursor)
+        parts = [
+            b'{"columns":',
+            orjson.dumps([{"name": name, "type": kind} for name, kind in zip(columns, types, strict=True)]),
+            b',"rows":[', *rows.pieces,
+            b'],"rowCount":', orjson.dumps(row_count),
+            b',"lastInsertId":', orjson.dumps(encode_value(support.last_insert_id(cursor))),
+            b',"truncated":', b"true" if rows.truncated else b"false",
+            b"}",
+        ]
+    rows.pieces.clear()
+    return b"".join(parts) if rows.size < _ONE_PIECE else parts

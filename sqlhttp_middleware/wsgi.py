@@ -81,9 +81,9 @@ def _read_body(environ: WSGIEnvironment, headers: dict[str, str], limit: int) ->
 
 
 def _send(response: Response, start_response: StartResponse) -> Iterable[bytes]:
-    headers = [*response.headers, ("content-length", str(len(response.body)))]
+    headers = [*response.headers, ("content-length", str(response.length))]
     start_response(f"{response.status} {HTTPStatus(response.status).phrase}", _title(headers))
-    return [response.body]
+    return response.parts
 
 
 def _title(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -101,8 +101,9 @@ def _prepare(core: SQLHTTPCore, request: HttpRequest) -> Request | Response:
 
 def _to_django(answer: Response) -> HttpResponse:
     content_type = dict(answer.headers).get("content-type")
-    response = HttpResponse(answer.body, status=answer.status, content_type=content_type)
+    body = answer.body
+    response = HttpResponse(body, status=answer.status, content_type=content_type)
     for name, value in answer.headers:
         response.headers["-".join(part.capitalize() for part in name.split("-"))] = value
-    response.headers["Content-Length"] = str(len(answer.body))
+    response.headers["Content-Length"] = str(len(body))
     return response
