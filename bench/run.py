@@ -420,11 +420,13 @@ GOALS = [
 ]
 
 
-def run_goals(duration: float, rounds: int) -> list[Goal]:
+def run_goals(duration: float, rounds: int, keys: set[str] | None = None) -> list[Goal]:
     """Each goal head to head: both servers up, runs alternated, medians compared (this machine's load drifts by
     more than some of the margins; alternating spreads the drift over both sides)."""
     goals = []
     for key, text, ours_key, theirs_key, target, kind in GOALS:
+        if keys and key not in keys:
+            continue
         with serve(ours_key[0]) as (host_a, port_a, _), serve(theirs_key[0]) as (host_b, port_b, _):
             ours_case, theirs_case = case(*ours_key), case(*theirs_key)
             wrk(ours_case, host_a, port_a, 2, 1.0)
@@ -528,6 +530,7 @@ def main() -> None:
     parser.add_argument("--write", help="replace the request-path section of this Markdown file")
     parser.add_argument("--only", nargs="*", help="cases to run, as server[:db[:workload]] prefixes")
     parser.add_argument("--rounds", type=int, default=3, help="alternated runs per goal, head to head")
+    parser.add_argument("--goals", nargs="*", help="only these head-to-head goals (keys of GOALS), nothing else")
     args = parser.parse_args()
     if args.smoke:
         global SQLITE
@@ -544,8 +547,12 @@ def main() -> None:
         return
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk (make bench does)")
-    if args.write and args.only:
-        sys.exit("--write needs the whole plan; drop --only")
+    if args.write and (args.only or args.goals):
+        sys.exit("--write needs the whole plan; drop --only and --goals")
+    if args.goals:
+        for goal in run_goals(args.duration, args.rounds, set(args.goals)):
+            print(f"| {goal.text} | {goal.shown} (runs: {goal.runs}) | {'yes' if goal.met else 'no'} |")
+        return
     prepare()
     floor = driver_floor()
     results = run_plan(args.duration, wrk, args.only)

@@ -30,12 +30,14 @@ class Watchdog:
         """Run ``action`` at ``deadline`` (``time.monotonic()``) unless disarmed first. Returns a handle."""
         handle = next(self._ids)
         with self._condition:
+            earliest = not self._heap or deadline < self._heap[0][0]
             heapq.heappush(self._heap, (deadline, handle, action))
             self._live.add(handle)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="sqlhttp-watchdog", daemon=True)
                 self._thread.start()
-            self._condition.notify()
+            if earliest:  # otherwise the thread already wakes up sooner than this deadline
+                self._condition.notify()
         return handle
 
     def disarm(self, handle: int) -> None:
@@ -43,6 +45,11 @@ class Watchdog:
             self._live.discard(handle)
             while self._running == handle:
                 self._condition.wait()
+            if len(self._heap) > 2 * len(self._live) + 64:
+                # Disarmed entries would wait for their deadlines (and keep their connections referenced):
+                # drop them now and then, at a cost shared out over the arms that made them.
+                self._heap = [entry for entry in self._heap if entry[1] in self._live]
+                heapq.heapify(self._heap)
 
     def _run(self) -> None:
         while True:
