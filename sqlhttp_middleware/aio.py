@@ -189,14 +189,19 @@ class AsyncPostgres:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pid = current_pid()
         self._reaper: asyncio.TimerHandle | None = None
+        self._last_secret = ("", "")  # (password, its digest): most requests repeat the one before
 
     # -- pools ----------------------------------------------------------------------------------------------------
 
     def _pool(self, loop: asyncio.AbstractEventLoop, target: ResolvedTarget, login: Login) -> AsyncPool:
         if loop is not self._loop or current_pid() != self._pid:
             self._restart(loop)
-        secret = hmac.new(self._digest_key, login.password.encode("utf-8", "surrogatepass"), hashlib.sha256)
-        key = (target.name, login.username, login.database, secret.hexdigest())
+        password, digest = self._last_secret
+        if login.password != password or not digest:
+            digest = hmac.new(self._digest_key, login.password.encode("utf-8", "surrogatepass"),
+                              hashlib.sha256).hexdigest()
+            self._last_secret = (login.password, digest)
+        key = (target.name, login.username, login.database, digest)
         pool = self._pools.get(key)
         if pool is None:
             limits = self._runner.limits[target.name]

@@ -35,7 +35,8 @@ class SQLHTTPMiddleware:
         self._executor_pid = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.core.matches(_route_path(scope)):
+        path = _route_path(scope) if scope["type"] == "http" else ""
+        if not path or not self.core.matches(path):
             if self.app is not None:
                 await self.app(scope, receive, send)
             else:
@@ -43,14 +44,14 @@ class SQLHTTPMiddleware:
             return
         headers = _headers(scope)
         method = scope["method"].upper()
-        response = self.core.check_head(method, headers, _route_path(scope))
+        response = self.core.check_head(method, headers, path)
         if response is None:
             body = await _read_body(receive, self.core.options.max_body_bytes)
             if body is None:
                 response = self.core.error_response(self.core.too_large())
             else:
                 client = scope.get("client")
-                request = Request(method, _route_path(scope), headers, body, client[0] if client else None)
+                request = Request(method, path, headers, body, client[0] if client else None)
                 response = await self.core.handle_async(request, self._offload)
         await _send(response, send)
 

@@ -319,7 +319,7 @@ class SQLHTTPCore:
             logger.error("sqlhttp-middleware: unexpected error while answering a query", exc_info=result)
             response = self.error_response(errors.InternalError("the server failed to answer this query"))
         if admission is not None:
-            response.headers.extend((name.lower(), value) for name, value in admission.headers().items())
+            response.headers.extend(admission.header_items())
         self._add_cors(response, request.headers)
         return response
 

@@ -74,14 +74,22 @@ class Admission:
     checked: list[tuple[Policy, SlidingWindow]]
 
     def headers(self) -> dict[str, str]:
+        return dict(self.header_items())
+
+    def header_items(self) -> list[tuple[str, str]]:
+        """The headers, names lower-cased, as the core's responses carry them."""
         if not self.checked:
-            return {}
+            return []
+        if len(self.checked) == 1:
+            (policy, window), = self.checked
+            return [("ratelimit-policy", policy.header),
+                    ("ratelimit", f'"{policy.name}";r={window.remaining(policy.limit)};t={_reset(policy, window)}')]
         policies = ", ".join(policy.header for policy, _ in self.checked)
         states = ", ".join(
             f'"{policy.name}";r={window.remaining(policy.limit)};t={_reset(policy, window)}'
             for policy, window in self.checked
         )
-        return {"RateLimit-Policy": policies, "RateLimit": states}
+        return [("ratelimit-policy", policies), ("ratelimit", states)]
 
 
 def _seconds(value: float) -> int:
