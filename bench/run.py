@@ -181,6 +181,8 @@ class Result:
     transfer_mb_s: float = 0.0
     errors: int = 0
     notes: list[str] = field(default_factory=list)
+    requests: int = 0
+    cpu_us: float | None = None  # the server's CPU time (user + system, all its processes) per request
     peak_mb: float | None = None  # the server's peak memory growth while answering one request (rows10k)
     body_mb: float | None = None  # the size of that answer
 
@@ -192,6 +194,15 @@ def _processes(pid: int) -> list[int]:
     if children.exists():
         found += [int(child) for child in children.read_text().split()]
     return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its children so far."""
+    ticks = 0
+    for process in _processes(pid):
+        fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _status_kib(pid: int, field_name: str) -> int:
@@ -248,7 +259,9 @@ def wrk(case: Case, host: str, port: int, connections: int, duration: float) -> 
     transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", text)
     mb = float(transfer.group(1)) * {"B": 1e-6, "KB": 1e-3, "MB": 1, "GB": 1e3}[transfer.group(2)] if transfer else 0
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    return Result(case, connections, rps, p50, p99, mb, int(errors.group(1)) if errors else 0)
+    total = re.search(r"(\d+) requests in", text)
+    return Result(case, connections, rps, p50, p99, mb, int(errors.group(1)) if errors else 0,
+                  requests=int(total.group(1)) if total else 0)
 
 
 def _ms(text: str) -> float:
@@ -398,6 +411,16 @@ class Goal:
         return f"{self.value:.2f}x" if self.kind == "ratio" else f"{self.value * 100:.1f}%"
 
     @property
+    def cpu(self) -> str:
+        """The servers' CPU time per request (medians): steadier than throughput on a shared machine."""
+        ours = [r.cpu_us for r in self.ours if r.cpu_us]
+        theirs = [r.cpu_us for r in self.theirs if r.cpu_us]
+        if not ours or not theirs:
+            return ""
+        a, b = statistics.median(ours), statistics.median(theirs)
+        return f"{a:.0f} µs against {b:.0f} µs ({b / a:.2f}x)"
+
+    @property
     def runs(self) -> str:
         pairs = zip(self.ours, self.theirs, strict=True)
         if self.kind == "ratio":
@@ -427,16 +450,21 @@ def run_goals(duration: float, rounds: int, keys: set[str] | None = None) -> lis
     for key, text, ours_key, theirs_key, target, kind in GOALS:
         if keys and key not in keys:
             continue
-        with serve(ours_key[0]) as (host_a, port_a, _), serve(theirs_key[0]) as (host_b, port_b, _):
+        with serve(ours_key[0]) as (host_a, port_a, pid_a), serve(theirs_key[0]) as (host_b, port_b, pid_b):
             ours_case, theirs_case = case(*ours_key), case(*theirs_key)
             wrk(ours_case, host_a, port_a, 2, 1.0)
             wrk(theirs_case, host_b, port_b, 2, 1.0)
             goal = Goal(key, text, [], [], target, kind)
             for round_ in range(rounds):  # who goes first alternates too
-                sides = [(goal.ours, ours_case, host_a, port_a), (goal.theirs, theirs_case, host_b, port_b)]
-                for results, one, host, port in sides if round_ % 2 == 0 else sides[::-1]:
-                    results.append(wrk(one, host, port, 16, duration))
-            print(f"{text}: {goal.shown} (runs: {goal.runs})", flush=True)
+                sides = [(goal.ours, ours_case, host_a, port_a, pid_a),
+                         (goal.theirs, theirs_case, host_b, port_b, pid_b)]
+                for results, one, host, port, pid in sides if round_ % 2 == 0 else sides[::-1]:
+                    before = cpu_seconds(pid)
+                    result = wrk(one, host, port, 16, duration)
+                    if result.requests:
+                        result.cpu_us = (cpu_seconds(pid) - before) / result.requests * 1e6
+                    results.append(result)
+            print(f"{text}: {goal.shown} (runs: {goal.runs}); CPU per request: {goal.cpu}", flush=True)
             goals.append(goal)
     return goals
 
@@ -499,27 +527,27 @@ def report(results: list[Result], floor: dict[str, float], duration: float, head
     lines += ["", "### Goals", "",
               f"Each throughput goal measured head to head: both servers up, {rounds} runs of {duration:g} s each, "
               "alternated, at 16 clients; the ratio of the medians, and each run's own ratio.", "",
-              "| goal | measured | met |", "|---|---|---|"]
+              "| goal | measured | server CPU per request, ours against theirs | met |", "|---|---|---|---|"]
 
     for goal in head_to_head:
-        lines.append(f"| {goal.text} | {goal.shown} (runs: {goal.runs}) | {'yes' if goal.met else 'no'} |")
+        lines.append(f"| {goal.text} | {goal.shown} (runs: {goal.runs}) | {goal.cpu} | {'yes' if goal.met else 'no'} |")
     fair = [r for r in head_to_head if r.key == "asgi-pg"]
     if fair:
         spreads = sorted(r.p99_ms / r.p50_ms for r in fair[0].ours if r.p50_ms)
         spread = statistics.median(spreads)
         lines.append(f"| Fairness: p99 ≤ 3x p50 at 16 clients on a pool of 2 (ASGI, PostgreSQL `SELECT 1`) | "
-                     f"{spread:.2f}x (runs: {', '.join(f'{x:.2f}x' for x in spreads)}) | "
+                     f"{spread:.2f}x (runs: {', '.join(f'{x:.2f}x' for x in spreads)}) | | "
                      f"{'yes' if spread <= 3 else 'no'} |")
     if host is not None:
         added, request = host
         lines.append(f"| The same, timed in process: what the mounted middleware adds to a request for another path "
-                     f"| {added:.2f} µs of {request:.1f} µs ({added / request * 100:.1f}%) | "
+                     f"| {added:.2f} µs of {request:.1f} µs ({added / request * 100:.1f}%) | | "
                      f"{'yes' if added / request < 0.02 else 'no'} |")
     ours_memory = [r.peak_mb / r.body_mb for r in measured if r.case.server.startswith("ours")]  # type: ignore[operator]
     if ours_memory:
         worst = max(ours_memory)
         lines.append(f"| 10,000-row answer: peak memory growth ≤ 2x its JSON (ours, worst of ASGI, WSGI, SQLite) | "
-                     f"{worst:.2f}x | {'yes' if worst <= 2 else 'no'} |")
+                     f"{worst:.2f}x | | {'yes' if worst <= 2 else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -529,7 +557,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="one short case, Python load generator")
     parser.add_argument("--write", help="replace the request-path section of this Markdown file")
     parser.add_argument("--only", nargs="*", help="cases to run, as server[:db[:workload]] prefixes")
-    parser.add_argument("--rounds", type=int, default=3, help="alternated runs per goal, head to head")
+    parser.add_argument("--rounds", type=int, default=5, help="alternated runs per goal, head to head")
     parser.add_argument("--goals", nargs="*", help="only these head-to-head goals (keys of GOALS), nothing else")
     args = parser.parse_args()
     if args.smoke:
@@ -551,7 +579,7 @@ def main() -> None:
         sys.exit("--write needs the whole plan; drop --only and --goals")
     if args.goals:
         for goal in run_goals(args.duration, args.rounds, set(args.goals)):
-            print(f"| {goal.text} | {goal.shown} (runs: {goal.runs}) | {'yes' if goal.met else 'no'} |")
+            print(f"| {goal.text} | {goal.shown} (runs: {goal.runs}) | {goal.cpu} | {'yes' if goal.met else 'no'} |")
         return
     prepare()
     floor = driver_floor()
