@@ -346,3 +346,15 @@ def test_rate_limit_off(make_client: Callable[..., Client], sqlite_database: Dat
     client = make_client(targets=targets_for(sqlite_database), rate_limit=0)
     reply = client.query(sqlite_database, "select 1 as one")
     assert reply.status == 200 and "ratelimit" not in reply.headers
+
+
+def test_a_read_takes_no_slot(tmp_path: Path) -> None:
+    """The login brake reads a count for every request, mostly of keys never written: those reads must not fill
+    the table and make real counters share slots."""
+    storage = SharedMemoryStorage(tmp_path / "counts", slots=8)
+    for index in range(100):
+        assert storage.get_sliding_window(f"never-written-{index}", 60).current == 0
+    for index in range(8):
+        storage.acquire_sliding_window_entry(f"real-{index}", 100, 60, amount=index + 1)
+    assert [storage.get_sliding_window(f"real-{index}", 60).current for index in range(8)] == list(range(1, 9))
+    storage.close()
