@@ -208,28 +208,32 @@ class SQLHTTPCore:
         if isinstance(admitted, Response):
             return admitted
         admission, client, query = admitted
-        target = query.target
-        if self.aio is not None and target.family == "postgresql":
+        if self.aio is not None and query.target.family == "postgresql":
             result = await self._attempt_async(request, query, client, offload)
         else:
-            gate = self._gate(query)
-            if gate.locked():  # every connection of the pool is in use: wait as long as the pool would
-                try:
-                    await asyncio.wait_for(gate.acquire(), self.options.pool_timeout)
-                except TimeoutError:
-                    error = errors.PoolTimeout.busy(self.options.pool_size, self.options.pool_timeout, target.name)
-                    return self._answer(request, admission, error)
-            else:
-                await gate.acquire()
-            try:
-                result = errors.RunElsewhere()
-                if target.family == "sqlite" and self._inline_budget and self._quick_login(request, query):
-                    result = self._attempt(request, query, client, budget=self._inline_budget)
-                if isinstance(result, errors.RunElsewhere):
-                    result = await offload(partial(self._attempt, request, query, client))
-            finally:
-                gate.release()
+            result = await self._attempt_gated(request, query, client, offload)
         return self._answer(request, admission, result)
+
+    async def _attempt_gated(self, request: Request, query: Query, client: str,
+                             offload: Offload[Any]) -> Body | Exception:
+        """A query for the sync engines, once its pool has a connection free: SQLite on the loop within
+        ``inline_budget`` (or on a thread past it), everything else on a thread."""
+        gate = self._gate(query)
+        if gate.locked():  # every connection of the pool is in use: wait as long as the pool would
+            try:
+                await asyncio.wait_for(gate.acquire(), self.options.pool_timeout)
+            except TimeoutError:
+                return errors.PoolTimeout.busy(self.options.pool_size, self.options.pool_timeout, query.target.name)
+        else:
+            await gate.acquire()
+        try:
+            if query.target.family == "sqlite" and self._inline_budget and self._quick_login(request, query):
+                result = self._attempt(request, query, client, budget=self._inline_budget)
+                if not isinstance(result, errors.RunElsewhere):
+                    return result
+            return await offload(partial(self._attempt, request, query, client))  # type: ignore[no-any-return]
+        finally:
+            gate.release()
 
     def _quick_login(self, request: Request, query: Query) -> bool:
         """True when authenticating this request cannot block: no hook, no password hash to compute."""
