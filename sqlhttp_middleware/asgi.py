@@ -36,7 +36,7 @@ class SQLHTTPMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = _route_path(scope) if scope["type"] == "http" else ""
-        if not path or not self.core.matches(path):
+        if path not in self.core.paths:
             if self.app is not None:
                 await self.app(scope, receive, send)
             else:

@@ -85,6 +85,7 @@ class SQLHTTPCore:
         )
         self._target_policies = {name: self.limiter.target_policy(t.rate_limit) for name, t in opts.targets.items()}
         self._cors_origins = frozenset(opts.cors_origins)
+        self.paths = frozenset(path for path in (opts.path, opts.openapi_path) if path)  # what this mount answers
         self.auth = Authenticator(hook=opts.authorize, attempts=opts.login_attempts, window=opts.login_window,
                                   storage=self.limiter.shared_storage)
         self.aio: AsyncPostgres | None = None
@@ -100,7 +101,7 @@ class SQLHTTPCore:
     # -- routing and the request head -----------------------------------------------------------------------------
 
     def matches(self, path: str) -> bool:
-        return path == self.options.path or (bool(self.options.openapi_path) and path == self.options.openapi_path)
+        return path in self.paths
 
     def check_head(self, method: str, headers: Mapping[str, str], path: str | None = None) -> Response | None:
         """Answer what can be answered before reading the body: the OpenAPI document, a CORS preflight, a wrong

@@ -32,7 +32,7 @@ class SQLHTTPMiddleware:
         self.core = SQLHTTPCore(**options)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if not self.core.matches(environ.get("PATH_INFO", "")):
+        if environ.get("PATH_INFO", "") not in self.core.paths:  # every other request: one set lookup
             if self.app is None:
                 return _send(self.core.not_found(), start_response)
             return self.app(environ, start_response)
