@@ -49,11 +49,7 @@ def async_single_statement_cursor() -> type:
 
 
 def session_arguments(timeout: float, read_only: bool) -> list[str]:
-    return [str(max(1, round(timeout * 1000))), on_off(read_only)]
-
-
-def on_off(value: bool) -> str:
-    return "on" if value else "off"
+    return [str(max(1, round(timeout * 1000))), "on" if read_only else "off"]
 
 
 def needs_arming(dbapi_connection: Any, session: Session) -> bool:
