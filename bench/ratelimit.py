@@ -19,9 +19,9 @@ import time
 import uuid
 from pathlib import Path
 
-from sqlhttp_middleware.ratelimit.redis import RedisStorage
-from sqlhttp_middleware.ratelimit.shm import SharedMemoryStorage
-from sqlhttp_middleware.ratelimit.storage import MemoryStorage, Storage
+from sqlhttp_middleware.state import MemoryStorage, Storage
+from sqlhttp_middleware.state.redis import RedisStorage
+from sqlhttp_middleware.state.shm import SharedMemoryStorage
 
 
 def check_cost(storage: Storage, rounds: int, batch: int = 100) -> tuple[float, float]:

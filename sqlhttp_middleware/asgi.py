@@ -13,8 +13,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from typing_extensions import Unpack
+
 from ._process import current_pid
 from .core import Request, Response, SQLHTTPCore
+from .options import OptionKeywords
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -28,7 +31,7 @@ __all__ = ["SQLHTTPMiddleware"]
 class SQLHTTPMiddleware:
     """Serve the SQL endpoint in front of ``app`` (or alone, answering 404 elsewhere, when ``app`` is None)."""
 
-    def __init__(self, app: ASGIApp | None, **options: Any) -> None:
+    def __init__(self, app: ASGIApp | None, **options: Unpack[OptionKeywords]) -> None:
         self.app = app
         self.core = SQLHTTPCore(**options)
         self._executor: ThreadPoolExecutor | None = None

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import errors
-from .ratelimit.storage import Storage, StorageUnavailable
+from .state import Storage, StorageUnavailable
 
 __all__ = ["AuthContext", "Authenticator", "hash_api_key", "hash_password", "verify_secret"]
 

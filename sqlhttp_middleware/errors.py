@@ -1,17 +1,15 @@
-"""The one error shape, and the exceptions that carry it.
+"""The exceptions every failure is raised as, whatever the protocol.
 
 Every failure the endpoint answers is a subclass of :class:`SQLHTTPError`. Each class fixes an HTTP status and a
-stable machine ``code``; :func:`error_body` is the only place the JSON shape
-``{statusCode, code, error, message}`` is built. Messages are written for people and must never contain a password,
-a connection URL or a traceback.
+stable machine ``code``; an error raised by the database also carries its SQLSTATE and diagnostics. Errors are
+raised where they happen and turned into bytes once, by the protocol that received the request (its
+``error_response``), in that protocol's own error shape. Messages are written for people and must never contain a
+password, a connection URL or a traceback.
 """
 
 from __future__ import annotations
 
-from http import HTTPStatus
 from typing import Any, ClassVar
-
-import orjson
 
 __all__ = [
     "AuthenticationFailed",
@@ -40,7 +38,6 @@ __all__ = [
     "TargetNotFound",
     "UnknownDatabase",
     "UnsupportedMediaType",
-    "error_body",
 ]
 
 
@@ -55,21 +52,10 @@ class SQLHTTPError(Exception):
         self.message = message
         self.headers = headers or {}
         self.extra = extra
-
-    def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "statusCode": self.status,
-            "code": self.code,
-            "error": HTTPStatus(self.status).phrase,
-            "message": self.message,
-        }
-        body.update(self.extra)
-        return body
-
-
-def error_body(error: SQLHTTPError) -> bytes:
-    """Serialise ``error`` in the one JSON error shape."""
-    return orjson.dumps(error.body())
+        self.statement: int | None = None  # in a batch: the index of the statement that failed
+        # The database's own report, where it gives one: SQLSTATE and the fields of PostgreSQL's ErrorResponse.
+        self.diagnostics: dict[str, str | None] | None = None
+        self.sqlstate: str | None = None
 
 
 class BadRequest(SQLHTTPError):

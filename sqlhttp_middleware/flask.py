@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from typing_extensions import Unpack
+
 from .env import env_name
-from .options import OPTIONS
+from .options import OPTIONS, OptionKeywords
 from .wsgi import SQLHTTPMiddleware
 
 if TYPE_CHECKING:
@@ -20,14 +22,14 @@ __all__ = ["SQLHTTP"]
 
 
 class SQLHTTP:
-    def __init__(self, app: Flask | None = None, **options: Any) -> None:
+    def __init__(self, app: Flask | None = None, **options: Unpack[OptionKeywords]) -> None:
         self.options = options
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> SQLHTTPMiddleware:
         """Mount the endpoint on ``app``; returns the middleware (also kept in ``app.extensions["sqlhttp"]``)."""
-        options = {
+        options: dict[str, Any] = {
             option.name: app.config[env_name(option.name)]
             for option in OPTIONS
             if env_name(option.name) in app.config

@@ -2,20 +2,25 @@
 
 Every option is keyword-only, validated and precomputed here, so that a wrong setting fails when the app starts,
 with a message that names it. :data:`OPTIONS` is the one table of names, defaults and help; ``docs/configuration.md``
-documents each of them and a test keeps the two in step.
+documents each of them and a test keeps the two in step. :class:`OptionKeywords` gives each option its type for type
+checkers, so that ``pool_size="2"`` fails in mypy, not only at start-up; a test keeps its keys and the table in step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+if TYPE_CHECKING:
+    from .auth import AuthContext  # only named in annotations: auth is not needed to read the options
+
 __all__ = [
-    "OPTIONS", "ConfigurationError", "Option", "Options", "Target", "TargetSpec", "parse_targets", "resolve_targets",
+    "OPTIONS", "ConfigurationError", "Option", "OptionKeywords", "Options", "Target", "TargetSpec", "parse_targets",
+    "resolve_targets",
 ]
 
 
@@ -116,6 +121,42 @@ class Target:
 
 
 TargetSpec = str | Target
+
+
+class OptionKeywords(TypedDict, total=False):
+    """The keyword options of the middleware, typed: one key per entry of :data:`OPTIONS`, with the same name.
+
+    For type checkers only (``**options: Unpack[OptionKeywords]``); the values are still validated at start-up by
+    :meth:`Options.from_kwargs`, which also takes the values environment variables and settings give as text.
+    """
+
+    targets: Mapping[str, str | Target]
+    path: str
+    pool_size: int
+    pool_timeout: float
+    idle_timeout: float
+    engine_idle_timeout: float
+    max_engines: int
+    connect_timeout: float
+    max_body_bytes: int
+    executor_threads: int
+    async_postgres: bool
+    inline_budget: float
+    rate_limit: int
+    rate_limit_window: float
+    rate_limit_per_client: int
+    rate_limit_storage: str
+    rate_limit_namespace: str
+    rate_limit_fail_open: bool
+    trusted_proxies: int
+    statement_timeout: float
+    max_rows: int
+    max_response_bytes: int
+    openapi_path: str
+    authorize: Callable[[AuthContext], object] | None
+    login_attempts: int
+    login_window: float
+    cors_origins: Sequence[str]
 
 
 @dataclass(frozen=True)

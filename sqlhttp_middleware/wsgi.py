@@ -10,7 +10,10 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import IO, TYPE_CHECKING, Any
 
+from typing_extensions import Unpack
+
 from .core import Request, Response, SQLHTTPCore
+from .options import OptionKeywords
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -27,7 +30,7 @@ _CHUNK = 64 * 1024
 class SQLHTTPMiddleware:
     """Serve the SQL endpoint in front of ``app`` (or alone, answering 404 elsewhere, when ``app`` is None)."""
 
-    def __init__(self, app: WSGIApplication | None, **options: Any) -> None:
+    def __init__(self, app: WSGIApplication | None, **options: Unpack[OptionKeywords]) -> None:
         self.app = app
         self.core = SQLHTTPCore(**options)
 

@@ -17,8 +17,7 @@ from sqlhttp_middleware.core import SQLHTTPCore
 from sqlhttp_middleware.errors import PoolTimeout
 from sqlhttp_middleware.options import Options
 
-from .conftest import Client, Database, make_asgi_client, targets_for
-from .test_ratelimit import redis_url  # noqa: F401 - the fixture
+from .support import Client, Database, make_asgi_client, targets_for
 
 STATEMENTS = [
     ("select 1 as one, 'x'::text as t, 9007199254740993::bigint as big, 1.50::numeric as n", None, {}),
@@ -60,7 +59,7 @@ def test_insert_returning_through_the_loop(portal: BlockingPortal, pg_database: 
 
 
 def test_blocking_steps_run_on_threads_and_the_query_on_the_loop(portal: BlockingPortal, pg_database: Database,
-                                                                  redis_url: str) -> None:  # noqa: F811
+                                                                  redis_url: str) -> None:
     threads: list[str] = []
 
     def authorize(context: AuthContext) -> bool:
@@ -87,7 +86,7 @@ def test_pool_serves_waiters_in_order_and_a_cancelled_waiter_gives_nothing_away(
     core = SQLHTTPCore(targets=targets_for(pg_database), rate_limit_storage="memory", pool_size=1,
                        pool_timeout=2)
     options: Options = core.options
-    from sqlhttp_middleware.execute import Login
+    from sqlhttp_middleware.engine.work import Login
 
     login = Login(pg_database.username, pg_database.password, pg_database.database)
 
@@ -135,13 +134,13 @@ def test_pool_serves_waiters_in_order_and_a_cancelled_waiter_gives_nothing_away(
 def _recording_runs(client: Client) -> list[tuple[int, float | None]]:
     """(thread, budget) of every statement the core runs through the sync runner."""
     calls: list[tuple[int, float | None]] = []
-    original = client.core.runner.run
+    original = client.core.executor.run
 
-    def recording(query: Any, login: Any, *, budget: float | None = None) -> Any:
+    def recording(work: Any, login: Any, builder: Any, *, budget: float | None = None) -> Any:
         calls.append((threading.get_ident(), budget))
-        return original(query, login, budget=budget)
+        return original(work, login, builder, budget=budget)
 
-    client.core.runner.run = recording
+    client.core.executor.run = recording
     return calls
 
 

@@ -13,7 +13,7 @@ from sqlhttp_middleware import errors
 from sqlhttp_middleware.auth import AuthContext, hash_api_key, hash_password, verify_secret
 from sqlhttp_middleware.options import Target
 
-from .conftest import Client, Database, targets_for
+from .support import Client, Database, targets_for
 
 
 def server_url(db: Database) -> str:
@@ -99,14 +99,17 @@ def test_failed_logins_are_braked_before_the_database(make_client: Callable[...,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     client = make_client(targets=targets_for(netdb), login_attempts=10)
     reached = 0
-    original = client.core.runner.compile  # every query that reaches a database, sync or async
+    def counting(original: Any) -> Any:
+        def count(*args: Any, **kwargs: Any) -> Any:
+            nonlocal reached
+            reached += 1
+            return original(*args, **kwargs)
+        return count
 
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        nonlocal reached
-        reached += 1
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(client.core.runner, "compile", counting)
+    # every piece of work that reaches a database, sync or async
+    monkeypatch.setattr(client.core.executor, "run", counting(client.core.executor.run))
+    if client.core.aio is not None:
+        monkeypatch.setattr(client.core.aio, "run", counting(client.core.aio.run))
     statuses = [client.post(body(netdb, netdb.username, f"guess-{n}")).status for n in range(1000)]
     assert statuses[:10] == [401] * 10 and set(statuses[10:]) == {429}
     assert reached == 10  # of 1,000 guesses, the database saw ten

@@ -16,7 +16,7 @@ import pytest
 
 from sqlhttp_middleware.options import Target
 
-from .conftest import Client, Database, targets_for
+from .support import Client, Database, targets_for
 
 BIG = "x" * (2 * 1024 * 1024)
 
@@ -134,7 +134,7 @@ def test_nothing_leaks_a_password_or_url(make_client: Callable[..., Client], pg_
             seen.extend(f"{name}: {value}" for name, value in reply.headers.items())
         core = client.core
         seen.extend([repr(core.options), repr(core.options.targets), str(core.options.targets["held"]),
-                     repr(core.engines._engines), repr(core.runner.limits)])
+                     repr(core.engines._engines), repr(core.executor.limits)])
         seen.extend(repr(entry.engine) for entry in core.engines._engines.values())
     seen.append(caplog.text)
     everything = "\n".join(seen)

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from .conftest import ROOT
+from .support import ROOT
 
 
 def test_request_path_benchmark_smoke() -> None:

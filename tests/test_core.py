@@ -9,7 +9,7 @@ import pytest
 
 from sqlhttp_middleware.core import Request, SQLHTTPCore
 
-from .conftest import Database, targets_for
+from .support import Database, targets_for
 
 
 def request(db: Database, sql: str, **headers: str) -> Request:
@@ -31,10 +31,10 @@ def test_a_bug_answers_500_without_a_traceback(sqlite_database: Database, monkey
                                                 caplog: pytest.LogCaptureFixture) -> None:
     core = SQLHTTPCore(targets=targets_for(sqlite_database))
 
-    def broken(query: object, login: object, **options: object) -> None:
+    def broken(work: object, login: object, builder: object, **options: object) -> None:
         raise RuntimeError("secret internal detail at /srv/app.py")
 
-    monkeypatch.setattr(core.runner, "run", broken)
+    monkeypatch.setattr(core.executor, "run", broken)
     with caplog.at_level(logging.ERROR, logger="sqlhttp_middleware"):
         response = core.handle(request(sqlite_database, "select 1"))
     body = json.loads(response.body)

@@ -33,9 +33,8 @@ from sqlhttp_middleware.django.conf import database_target, get_core
 from sqlhttp_middleware.django.middleware import SQLHTTPMiddleware
 from sqlhttp_middleware.options import OPTIONS, Target
 
-from .conftest import PASSWORD, ROOT, SQLITE_PASSWORD, SQLITE_USER, Client, Database, targets_for
-from .django_support import CSRF, DJANGO_MIDDLEWARE, MIDDLEWARE, OURS, host_view, make_django_client
-from .test_docs import table_rows
+from .support import PASSWORD, ROOT, SQLITE_PASSWORD, SQLITE_USER, Client, Database, serving, table_rows, targets_for
+from .support.django import CSRF, DJANGO_MIDDLEWARE, MIDDLEWARE, OURS, host_view, make_django_client
 
 SECRET = "s3cret-Django-pw"  # must never appear in a check's message
 
@@ -521,7 +520,6 @@ def test_example_project_rejects_a_bad_setting_at_start_up(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("kind", ["django-gunicorn", "django-uvicorn"])
 def test_example_project_serves_the_sqlite_demo_under_a_real_server(kind: str, tmp_path: Path) -> None:
-    from .test_real_servers import serving
 
     demo = {"cacheId": "demo", "username": "demo", "password": "demo", "database": "shop", "provider": "postgres",
             "sql": "SELECT count(*) AS n FROM customers WHERE country = ?", "bindings": ["US"]}

@@ -5,15 +5,9 @@ from __future__ import annotations
 import re
 
 from sqlhttp_middleware.errors import all_error_classes
-from sqlhttp_middleware.options import OPTIONS
+from sqlhttp_middleware.options import OPTIONS, OptionKeywords
 
-from .conftest import ROOT
-
-
-def table_rows(path: str) -> list[list[str]]:
-    """The cells of every Markdown table row in ``path``."""
-    lines = (ROOT / path).read_text().splitlines()
-    return [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines if line.startswith("| ")]
+from .support import ROOT, table_rows
 
 
 def test_every_option_is_documented_with_its_default() -> None:
@@ -23,6 +17,12 @@ def test_every_option_is_documented_with_its_default() -> None:
         if option.default is not None:
             assert documented[option.name].strip("`").strip('"') == str(option.default), option.name
     assert set(documented) >= {option.name for option in OPTIONS}
+
+
+def test_the_typed_keywords_are_the_options_table() -> None:
+    # What type checkers accept and what the middleware reads must be one list, in one order.
+    assert list(OptionKeywords.__annotations__) == [option.name for option in OPTIONS]
+    assert OptionKeywords.__required_keys__ == frozenset()  # every option has a default, or fails at start-up
 
 
 def test_every_error_code_is_documented_with_its_status() -> None:

@@ -23,7 +23,7 @@ from sqlhttp_middleware.flask import SQLHTTP
 from sqlhttp_middleware.options import ConfigurationError
 from sqlhttp_middleware.wsgi import SQLHTTPMiddleware as WSGIMiddleware
 
-from .conftest import ROOT, Database, targets_for
+from .support import ROOT, Database, targets_for
 
 
 def load_example(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ModuleType:

@@ -12,7 +12,7 @@ from asgiref.testing import ApplicationCommunicator
 from sqlhttp_middleware.asgi import SQLHTTPMiddleware as ASGIMiddleware
 from sqlhttp_middleware.wsgi import SQLHTTPMiddleware as WSGIMiddleware
 
-from .conftest import Database, host_app_wsgi, targets_for
+from .support import Database, host_app_wsgi, targets_for
 
 
 def call_wsgi(app: Any, environ: dict[str, Any]) -> tuple[str, dict[str, str], bytes]:
@@ -169,13 +169,13 @@ async def test_asgi_runs_blocking_database_work_off_the_event_loop(sqlite_databa
 
     app = ASGIMiddleware(None, targets=targets_for(sqlite_database), inline_budget=0)
     threads: list[int] = []
-    original = app.core.runner.run
+    original = app.core.executor.run
 
     def recording(*args: Any, **options: Any) -> Any:
         threads.append(threading.get_ident())
         return original(*args, **options)
 
-    app.core.runner.run = recording  # type: ignore[method-assign]
+    app.core.executor.run = recording  # type: ignore[method-assign]
     body = json.dumps(sqlite_database.body("select 1 as one")).encode()
     sent = await asgi_call(app, http_scope("/sql"), [{"type": "http.request", "body": body}])
     assert sent[0]["status"] == 200

@@ -42,7 +42,7 @@ from werkzeug.test import TestResponse
 from sqlhttp_middleware.errors import all_error_classes
 from sqlhttp_middleware.wsgi import SQLHTTPMiddleware
 
-from .conftest import Database, host_app_wsgi, targets_for
+from .support import Database, host_app_wsgi, targets_for
 
 CHECKS = [
     not_a_server_error,
@@ -59,7 +59,7 @@ MAX_ROWS = 20
 
 
 def shipped_document() -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(files("sqlhttp_middleware").joinpath("openapi.json").read_text("utf-8"))
+    document: dict[str, Any] = json.loads(files("sqlhttp_middleware.protocols.polyscale").joinpath("openapi.json").read_text("utf-8"))
     return document
 
 

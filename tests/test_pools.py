@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import Client, Database, make_wsgi_client, targets_for
+from .support import Client, Database, kill_our_connections, make_wsgi_client, server_connections, targets_for
 
 
 @pytest.fixture(params=["pg", "maria"])
@@ -20,33 +20,8 @@ def netdb(request: pytest.FixtureRequest) -> Database:
     return database
 
 
-def server_connections(db: Database) -> int:
-    """Connections our test login holds to the test database, as the server sees them."""
-    if db.family == "postgresql":
-        sql = (f"select count(*) from pg_stat_activity where usename = '{db.username}' "
-               f"and datname = '{db.database}' and application_name = 'sqlhttp-middleware'")
-    else:
-        sql = (f"select count(*) from information_schema.processlist where user = '{db.username}' "
-               f"and db = '{db.database}'")
-    return int(db.run(sql)[0][0])
-
-
 def sleep_sql(db: Database, seconds: float) -> str:
     return f"select pg_sleep({seconds}) as s" if db.family == "postgresql" else f"select sleep({seconds}) as s"
-
-
-def kill_our_connections(db: Database) -> int:
-    if db.family == "postgresql":
-        rows = db.run(
-            f"select pg_terminate_backend(pid) from pg_stat_activity where usename = '{db.username}' "
-            f"and datname = '{db.database}' and application_name = 'sqlhttp-middleware'"
-        )
-        return len(rows)
-    ids = db.run(f"select id from information_schema.processlist where user = '{db.username}' "
-                 f"and db = '{db.database}'")
-    for (connection_id,) in ids:
-        db.run(f"kill {connection_id}")
-    return len(ids)
 
 
 def in_threads(count: int, work: Callable[[], Any]) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -9,8 +10,9 @@ from typing import Any
 import pytest
 
 from sqlhttp_middleware.errors import all_error_classes
+from sqlhttp_middleware.protocols.polyscale.encode import error_body
 
-from .conftest import Client, Database, targets_for
+from .support import Client, Database, targets_for
 
 
 def assert_error(reply: Any, status: int, code: str) -> dict[str, Any]:
@@ -295,7 +297,7 @@ def test_every_error_code_is_distinct_and_well_formed() -> None:
     codes = [cls.code for cls in all_error_classes()]
     assert len(codes) == len(set(codes))
     for cls in all_error_classes():
-        body = cls("message").body()
+        body = json.loads(error_body(cls("message")))
         assert set(body) == {"statusCode", "code", "error", "message"}
         assert 400 <= body["statusCode"] < 600
 

@@ -8,7 +8,6 @@ import multiprocessing
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -19,14 +18,12 @@ import pytest
 import redis
 
 from sqlhttp_middleware.options import Target
-from sqlhttp_middleware.ratelimit import client_address
-from sqlhttp_middleware.ratelimit.redis import RedisStorage
-from sqlhttp_middleware.ratelimit.shm import HEADER, SharedMemoryStorage
-from sqlhttp_middleware.ratelimit.storage import MemoryStorage, SlidingWindow, Storage, StorageUnavailable
+from sqlhttp_middleware.ratelimit import RateLimiter, client_address
+from sqlhttp_middleware.state import MemoryStorage, SlidingWindow, Storage, StorageUnavailable, make_storage
+from sqlhttp_middleware.state.redis import RedisStorage
+from sqlhttp_middleware.state.shm import HEADER, SharedMemoryStorage
 
-from .conftest import Client, Database, make_wsgi_client, targets_for, unavailable
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from .support import Client, Database, free_port, make_wsgi_client, targets_for, unavailable
 
 
 class Clock:
@@ -35,15 +32,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def redis_url() -> str:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping()
-    except redis.RedisError as exc:
-        unavailable("Redis on 127.0.0.1:6379", exc)
-    return REDIS_URL
 
 
 @pytest.fixture(params=["memory", "shm"])
@@ -226,12 +214,6 @@ def _private_redis(port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("private redis-server did not start")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_redis_going_away_and_coming_back(redis_url: str, make_client: Callable[..., Client],
                                          sqlite_database: Database) -> None:
     port = free_port()
@@ -358,3 +340,21 @@ def test_a_read_takes_no_slot(tmp_path: Path) -> None:
         storage.acquire_sliding_window_entry(f"real-{index}", 100, 60, amount=index + 1)
     assert [storage.get_sliding_window(f"real-{index}", 60).current for index in range(8)] == list(range(1, 9))
     storage.close()
+
+
+@pytest.mark.parametrize(("spec", "blocks"), [
+    ("memory", False), ("shm://sqlhttp-test-blocks-{unique}", False),
+    ("redis://127.0.0.1:6379/0", True), ("rediss://127.0.0.1:6380/0", True), ("unix:///tmp/no-such-redis.sock", True),
+])
+def test_blocks_says_which_storages_wait_on_the_network(spec: str, blocks: bool) -> None:
+    spec = spec.format(unique=uuid.uuid4().hex[:12])
+    limiter = RateLimiter(limit=10, window=60, per_client=0, storage=spec, fail_open=True, namespace="blocks")
+    assert limiter.blocks is blocks
+    assert limiter.storage is None  # known from the spec alone: nothing opened, nothing connected
+    storage = make_storage(spec, "blocks")  # redis-py connects lazily, so even a URL with no server opens
+    try:
+        assert storage.blocks is blocks  # the spec and the storage it opens agree
+    finally:
+        storage.close()
+        if isinstance(storage, SharedMemoryStorage):
+            storage.path.unlink()

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from sqlhttp_middleware.ratelimit.shm import SharedMemoryStorage, default_directory
+from sqlhttp_middleware.state.shm import SharedMemoryStorage, default_directory
 
-from .conftest import ROOT, SQLITE_PASSWORD, SQLITE_USER
-from .test_real_servers import free_port, stop, wait_until_serving
+from .support import ROOT, SQLITE_PASSWORD, SQLITE_USER, free_port, stop, wait_until_serving
 
 WORKERS = 4
 LIMIT = 600

@@ -15,8 +15,7 @@ import pytest
 from sqlhttp_middleware.dialects import dialect_support
 from sqlhttp_middleware.options import Target
 
-from .conftest import Client, Database, targets_for
-from .test_pools import kill_our_connections, server_connections
+from .support import Client, Database, kill_our_connections, server_connections, targets_for
 
 
 @pytest.fixture

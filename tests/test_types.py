@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from .conftest import Client, Database
+from .support import Client, Database
 
 
 class Case(NamedTuple):

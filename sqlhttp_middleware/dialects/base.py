@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import select
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import errors
 
+if TYPE_CHECKING:
+    from ..engine.work import Column, Statement, Transaction
+
 __all__ = [
-    "DialectSupport", "NumberedErrors", "Session", "auth_failed", "error_number", "fetch_batches", "first_keyword",
+    "CursorInfo", "DialectSupport", "NumberedErrors", "Session", "auth_failed", "error_number", "fetch_batches",
+    "first_keyword", "isolation_sql",
 ]
 
 FATAL = re.compile(r"FATAL:\s+(.*)")
@@ -49,11 +54,34 @@ class DialectSupport:
     def end_session(self, dbapi_connection: Any, session: Session) -> None:
         """After the statement, whatever happened."""
 
-    def execute(self, dbapi_connection: Any, sql: str, params: list[Any], batch: int) -> tuple[Any, Iterator[Any]]:
+    def execute(self, dbapi_connection: Any, statement: Statement, batch: int,
+                text_values: bool = False) -> tuple[Any, Iterator[Any]]:
         """Run the statement; return its cursor and an iterator over batches of rows (empty without a result)."""
         cursor = dbapi_connection.cursor()
-        cursor.execute(sql, params)
+        cursor.execute(statement.sql, list(statement.params))
         return cursor, fetch_batches(cursor, batch)
+
+    def begin(self, transaction: Transaction, read_only: bool) -> list[str]:
+        """The statements that open a batch's transaction. ``read_only``: the target's, which nothing overrides."""
+        if transaction.deferrable:
+            raise errors.BadRequest("deferrable transactions are PostgreSQL's; leave the option out here")
+        return ["BEGIN"]
+
+    def commit(self, dbapi_connection: Any) -> None:
+        with contextlib.closing(dbapi_connection.cursor()) as cursor:
+            cursor.execute("COMMIT")
+
+    # Whether in_transaction() tells the truth, so a batch can see a statement that ended its transaction.
+    tracks_transactions: ClassVar[bool] = True
+
+    def columns(self, cursor: Any) -> list[Column]:
+        from ..engine.work import Column
+
+        return [Column(str(column[0])) for column in cursor.description or ()]
+
+    def command(self, cursor: Any) -> str | None:
+        """The database's own word for what the statement did (PostgreSQL's command tag), where it has one."""
+        return None
 
     def abandon(self, lease: Any, cursor: Any, batches: Iterator[Any]) -> None:
         """Stop reading a result before its end (a cap was reached) without reading the rest."""
@@ -147,11 +175,6 @@ class DialectSupport:
         return str(exc).strip() or type(exc).__name__
 
 
-def _auth_failed(target: str, username: str) -> errors.AuthenticationFailed:
-    # One message for a wrong password and an unknown user, so answers cannot be used to enumerate logins.
-    return errors.AuthenticationFailed(f"authentication failed for user {username!r} on target {target!r}")
-
-
 def error_number(exc: BaseException) -> int | None:
     """The error number PyMySQL and pymssql put first in an exception's args."""
     args: tuple[Any, ...] = getattr(exc, "args", ())
@@ -171,6 +194,40 @@ def auth_failed(target: str, username: str) -> errors.AuthenticationFailed:
     return errors.AuthenticationFailed(f"authentication failed for user {username!r} on target {target!r}")
 
 
+
+
+class CursorInfo:
+    """What the engine tells a result builder about the statement a cursor ran; each answer computed on demand."""
+
+    __slots__ = ("cursor", "support")
+
+    def __init__(self, support: DialectSupport, cursor: Any) -> None:
+        self.support, self.cursor = support, cursor
+
+    @property
+    def names(self) -> list[str]:
+        description = self.cursor.description
+        return [column[0] for column in description] if description else []
+
+    def columns(self) -> list[Column]:
+        return self.support.columns(self.cursor) if self.cursor.description else []
+
+    def type_names(self, rows: list[Any]) -> list[str | None]:
+        return self.support.column_types(self.cursor, rows) if self.cursor.description else []
+
+    def row_count(self) -> int | None:
+        return self.support.row_count(self.cursor)
+
+    def command(self) -> str | None:
+        return self.support.command(self.cursor)
+
+    def last_insert_id(self) -> int | None:
+        return self.support.last_insert_id(self.cursor)
+
+
+def isolation_sql(transaction: Transaction) -> str:
+    """``ISOLATION LEVEL ...`` as SQL spells it, or an empty string."""
+    return f"ISOLATION LEVEL {transaction.isolation.upper()}" if transaction.isolation else ""
 
 
 def fetch_batches(cursor: Any, size: int) -> Iterator[Any]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from .base import NumberedErrors, Session, auth_failed, error_number
+from .base import NumberedErrors, Session, auth_failed, error_number, isolation_sql
+
+if TYPE_CHECKING:
+    from ..engine.work import Transaction
 
 
 class MSSQLSupport(NumberedErrors):
@@ -26,8 +29,17 @@ class MSSQLSupport(NumberedErrors):
         if inner is not None:
             inner.query_timeout = max(1, math.ceil(session.timeout))
 
+    tracks_transactions = False
+
     def in_transaction(self, dbapi_connection: Any) -> bool:
         return False  # autocommit mode; an explicit BEGIN TRANSACTION is undone by the rollback on error paths
+
+    def begin(self, transaction: Transaction, read_only: bool) -> list[str]:
+        super().begin(transaction, read_only)
+        if read_only or transaction.read_only:
+            raise errors.BadRequest("SQL Server has no read-only transactions; send the batch without read-only")
+        isolation = [f"SET TRANSACTION {isolation_sql(transaction)}"] if transaction.isolation else []
+        return [*isolation, "BEGIN TRANSACTION"]
 
     def translate_connect_error(self, exc: BaseException, target: str, username: str) -> errors.SQLHTTPError:
         if error_number(exc) == 18456:

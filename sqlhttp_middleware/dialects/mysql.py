@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from .base import NumberedErrors, Session, auth_failed, error_number, fetch_batches
+from .base import NumberedErrors, Session, auth_failed, error_number, fetch_batches, isolation_sql
+
+if TYPE_CHECKING:
+    from ..engine.work import Statement, Transaction
 
 
 class MySQLSupport(NumberedErrors):
@@ -43,6 +46,16 @@ class MySQLSupport(NumberedErrors):
                 cursor.execute("SET SESSION max_execution_time = %s, SESSION transaction_read_only = %s",
                                (max(1, round(session.timeout * 1000)), int(session.read_only)))
 
+    def begin(self, transaction: Transaction, read_only: bool) -> list[str]:
+        # A read-only target's batch is READ ONLY whatever it asks: a READ WRITE would override the session's mode.
+        super().begin(transaction, read_only)
+        statements = [f"SET TRANSACTION {isolation_sql(transaction)}"] if transaction.isolation else []
+        if read_only or transaction.read_only:
+            statements.append("START TRANSACTION READ ONLY")
+        else:
+            statements.append("START TRANSACTION READ WRITE" if transaction.read_only is False else "START TRANSACTION")
+        return statements
+
     def needs_watchdog(self, server: Any) -> bool:
         return not getattr(server, "is_mariadb", False)
 
@@ -57,12 +70,13 @@ class MySQLSupport(NumberedErrors):
         finally:
             killer.close()
 
-    def execute(self, dbapi_connection: Any, sql: str, params: list[Any], batch: int) -> tuple[Any, Iterator[Any]]:
+    def execute(self, dbapi_connection: Any, statement: Statement, batch: int,
+                text_values: bool = False) -> tuple[Any, Iterator[Any]]:
         import pymysql.cursors
 
         # Unbuffered: rows are read from the socket as they are consumed, never all at once.
         cursor = dbapi_connection.cursor(pymysql.cursors.SSCursor)
-        cursor.execute(sql, params)
+        cursor.execute(statement.sql, list(statement.params))
         return cursor, fetch_batches(cursor, batch)
 
     def abandon(self, lease: Any, cursor: Any, batches: Iterator[Any]) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from .base import FATAL, DialectSupport, Session, auth_failed, fetch_batches, first_keyword
+from .base import FATAL, DialectSupport, Session, auth_failed, fetch_batches, first_keyword, isolation_sql
+
+if TYPE_CHECKING:
+    from ..engine.work import Column, Statement, Transaction
 
 # Statements that return rows are streamed (libpq's chunked-rows mode), so an oversized result is never held in
 # memory whole; the others run with a plain execute.
@@ -17,35 +20,104 @@ _SESSION_SQL = (
     "SELECT set_config('statement_timeout', %s, false), set_config('default_transaction_read_only', %s, false)"
 )
 _READ_ONLY = b"default_transaction_read_only"
+# The fields of PostgreSQL's ErrorResponse, as node-postgres names them, and psycopg's names for them.
+_DIAGNOSTICS = (
+    ("severity", "severity"), ("detail", "message_detail"), ("hint", "message_hint"),
+    ("position", "statement_position"), ("internalPosition", "internal_position"),
+    ("internalQuery", "internal_query"), ("where", "context"), ("schema", "schema_name"), ("table", "table_name"),
+    ("column", "column_name"), ("dataType", "datatype_name"), ("constraint", "constraint_name"),
+    ("file", "source_file"), ("line", "source_line"), ("routine", "source_function"),
+)
 
 
 @functools.cache
+def _text_adapters() -> Any:
+    """psycopg adapters that load every value as the text PostgreSQL sent: its own output, untouched."""
+    import psycopg
+    from psycopg.adapt import AdaptersMap, Loader
+
+    class RawText(Loader):
+        def load(self, data: Any) -> str:
+            return bytes(data).decode("utf-8", "surrogateescape")
+
+    adapters = AdaptersMap(psycopg.adapters)
+    adapters.register_loader(0, RawText)  # the fallback for every type psycopg does not know (enums, ...)
+    for info in psycopg.adapters.types:
+        for oid in (info.oid, getattr(info, "array_oid", 0)):
+            if oid:
+                adapters.register_loader(oid, RawText)
+    return adapters
+
+
+@functools.cache
+def cursor_class(*, asynchronous: bool = False, numeric: bool = False, text: bool = False) -> type:
+    """The cursor class for one way of running a statement, sync or async.
+
+    Every class sends one statement with the extended query protocol, even without parameters: psycopg sends a
+    statement without parameters with the simple query protocol, which runs every statement in the text.
+    ``numeric``: the SQL uses PostgreSQL's own ``$1`` placeholders (psycopg's raw cursor), bound as text of an
+    unknown type, which the server casts as node-postgres's are. ``text``: values are PostgreSQL's text output.
+    Every class also keeps the command tag of a streamed statement (``statusmessage``), which psycopg discards.
+    These override private methods of psycopg's; the test suite pins the behaviour on every psycopg release.
+    """
+    import psycopg
+    from psycopg import pq
+    from psycopg.generators import fetch
+
+    tuples = (pq.ExecStatus.SINGLE_TUPLE, pq.ExecStatus.TUPLES_CHUNK)
+    done = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
+
+    class Mixin:
+        _conn: Any
+        _pgconn: Any
+        _tx: Any
+        _adapters: Any
+
+        def __init__(self, connection: Any, *args: Any, **kwargs: Any) -> None:
+            super().__init__(connection, *args, **kwargs)  # type: ignore[call-arg]
+            if text:
+                self._adapters = psycopg.adapt.AdaptersMap(_text_adapters())
+
+        def _execute_send(self, query: Any, *, force_extended: bool = False, binary: bool | None = None) -> None:
+            super()._execute_send(query, force_extended=True, binary=binary)  # type: ignore[misc]
+
+        def _stream_fetchone_gen(self, first: bool) -> Any:
+            res = yield from fetch(self._pgconn)
+            if res is None:
+                return None
+            status = res.status
+            if status in tuples:
+                self.pgresult = res
+                self._tx.set_pgresult(res, set_loaders=first)
+                if first:
+                    self._make_row = self._make_row_maker()  # type: ignore[attr-defined]
+                return res
+            if status in done:
+                self._statusmessage = res.command_status
+                if first and status == pq.ExecStatus.TUPLES_OK:  # no rows: still say which columns
+                    self.pgresult = res
+                    self._tx.set_pgresult(res, set_loaders=True)
+                while res:  # end of the single-row results
+                    res = yield from fetch(self._pgconn)
+                if status != pq.ExecStatus.TUPLES_OK:
+                    raise psycopg.ProgrammingError("the operation in stream() didn't produce a result")
+                return None
+            return self._raise_for_result(res)  # type: ignore[attr-defined]
+
+    if asynchronous:
+        base: type = psycopg.AsyncRawCursor if numeric else psycopg.AsyncCursor
+    else:
+        base = psycopg.RawCursor if numeric else psycopg.Cursor
+    name = f"{'Async' if asynchronous else ''}{'Raw' if numeric else ''}{'Text' if text else ''}Cursor"
+    return type(name, (Mixin, base), {})
+
+
 def _single_statement_cursor() -> type:
-    import psycopg
-
-    class SingleStatementCursor(psycopg.Cursor):
-        """Always the extended query protocol, which runs one statement, even when there are no parameters.
-
-        psycopg sends a statement without parameters with the simple query protocol, which runs every statement
-        in the text. This overrides a private method; the test suite pins the behaviour on every psycopg release.
-        """
-
-        def _execute_send(self, query: Any, *, force_extended: bool = False, binary: bool | None = None) -> None:
-            super()._execute_send(query, force_extended=True, binary=binary)
-
-    return SingleStatementCursor
+    return cursor_class()
 
 
-@functools.cache
 def async_single_statement_cursor() -> type:
-    """:func:`_single_statement_cursor` for psycopg's async connections (the method overridden is the same)."""
-    import psycopg
-
-    class AsyncSingleStatementCursor(psycopg.AsyncCursor):
-        def _execute_send(self, query: Any, *, force_extended: bool = False, binary: bool | None = None) -> None:
-            super()._execute_send(query, force_extended=True, binary=binary)
-
-    return AsyncSingleStatementCursor
+    return cursor_class(asynchronous=True)
 
 
 def session_arguments(timeout: float, read_only: bool) -> list[str]:
@@ -94,12 +166,27 @@ class PostgreSQLSupport(DialectSupport):
     def kill_query(self, dbapi_connection: Any, engine: Any) -> None:
         dbapi_connection.cancel_safe(timeout=5.0)
 
-    def execute(self, dbapi_connection: Any, sql: str, params: list[Any], batch: int) -> tuple[Any, Iterator[Any]]:
-        cursor = dbapi_connection.cursor()
+    def execute(self, dbapi_connection: Any, statement: Statement, batch: int,
+                text_values: bool = False) -> tuple[Any, Iterator[Any]]:
+        sql, params = statement.sql, list(statement.params)
+        numeric = statement.paramstyle == "numeric"
+        if numeric or text_values:
+            cursor = cursor_class(numeric=numeric, text=text_values)(dbapi_connection)
+        else:
+            cursor = dbapi_connection.cursor()
         if first_keyword(sql) not in _ROW_KEYWORDS:
             cursor.execute(sql, params)  # INSERT ... RETURNING and the like: rows, read from the client's buffer
             return cursor, fetch_batches(cursor, batch)
         return cursor, _stream(cursor, sql, params, batch)
+
+    def begin(self, transaction: Transaction, read_only: bool) -> list[str]:
+        return begin_statements(transaction, read_only)
+
+    def columns(self, cursor: Any) -> list[Column]:
+        return pg_columns(cursor)
+
+    def command(self, cursor: Any) -> str | None:
+        return cursor.statusmessage  # type: ignore[no-any-return]
 
     def abandon(self, lease: Any, cursor: Any, batches: Iterator[Any]) -> None:
         # Closing psycopg's stream cancels the query on the server and discards what is in flight.
@@ -148,10 +235,46 @@ class PostgreSQLSupport(DialectSupport):
     def error_code(self, exc: BaseException) -> str | None:
         return getattr(exc, "sqlstate", None)
 
+    def translate_error(self, exc: BaseException, timeout: float = 0.0) -> errors.SQLHTTPError:
+        error = super().translate_error(exc, timeout)
+        error.sqlstate = getattr(exc, "sqlstate", None)
+        diag = getattr(exc, "diag", None)
+        if diag is not None:
+            error.diagnostics = {field: getattr(diag, attribute, None) for field, attribute in _DIAGNOSTICS}
+        return error
+
     def error_message(self, exc: BaseException) -> str:
         diag = getattr(exc, "diag", None)
         primary = getattr(diag, "message_primary", None)
         return str(primary) if primary else super().error_message(exc)
+
+
+def begin_statements(transaction: Transaction, read_only: bool) -> list[str]:
+    """BEGIN with the batch's options. A read-only target's batch is always READ ONLY, and its snapshot is taken
+    at once: before the first snapshot, PostgreSQL lets ``SET TRANSACTION READ WRITE`` undo READ ONLY."""
+    modes = [isolation_sql(transaction)] if transaction.isolation else []
+    if read_only or transaction.read_only:
+        modes.append("READ ONLY")
+    elif transaction.read_only is False:
+        modes.append("READ WRITE")
+    if transaction.deferrable is not None:
+        modes.append("DEFERRABLE" if transaction.deferrable else "NOT DEFERRABLE")
+    statements = ["BEGIN " + ", ".join(modes) if modes else "BEGIN"]
+    if read_only:
+        statements.append("SELECT 1")
+    return statements
+
+
+def pg_columns(cursor: Any) -> list[Column]:
+    """Each column with its type OID and the rest of what PostgreSQL's RowDescription says of it."""
+    from ..engine.work import Column
+
+    result = cursor.pgresult
+    return [
+        Column(column.name, column.type_code, result.ftable(index), result.ftablecol(index), result.fsize(index),
+               result.fmod(index))
+        for index, column in enumerate(cursor.description or ())
+    ]
 
 
 def _stream(cursor: Any, sql: str, params: list[Any], batch: int) -> Iterator[Any]:

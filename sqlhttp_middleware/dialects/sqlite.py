@@ -5,10 +5,13 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from .base import DialectSupport, Session
+
+if TYPE_CHECKING:
+    from ..engine.work import Statement, Transaction
 
 
 class SQLiteSupport(DialectSupport):
@@ -68,14 +71,23 @@ class SQLiteSupport(DialectSupport):
     def is_multiple_statements(self, exc: BaseException) -> bool:
         return "one statement at a time" in str(exc)
 
-    def execute(self, dbapi_connection: Any, sql: str, params: list[Any], batch: int) -> tuple[Any, Iterator[Any]]:
+    def execute(self, dbapi_connection: Any, statement: Statement, batch: int,
+                text_values: bool = False) -> tuple[Any, Iterator[Any]]:
         try:
-            return super().execute(dbapi_connection, sql, params, batch)
+            return super().execute(dbapi_connection, statement, batch)
         except OverflowError:
             # sqlite3 raises this (not an sqlite3.Error) for integers beyond 64 bits.
             raise errors.BindingError(
                 "an integer binding is beyond SQLite's 64-bit range; send large numbers as strings"
             ) from None
+
+    def begin(self, transaction: Transaction, read_only: bool) -> list[str]:
+        # SQLite's transactions are serializable, which every isolation level asks at least. A writing batch takes
+        # the write lock at once, so it cannot fail half-way to upgrade a read lock.
+        super().begin(transaction, read_only)
+        if read_only or transaction.read_only:
+            return ["PRAGMA query_only = 1", "BEGIN DEFERRED"]  # the next checkout sets query_only back
+        return ["BEGIN IMMEDIATE"]
 
     def in_transaction(self, dbapi_connection: Any) -> bool:
         return bool(dbapi_connection.in_transaction)

@@ -5,8 +5,11 @@ It only translates a Django request to the core's neutral :class:`Request` and t
 ``request.path_info``, so a mount under ``SCRIPT_NAME`` is respected, and it answers before any view runs, so
 ``CsrfViewMiddleware`` never sees it, wherever it stands.
 
-Both sync- and async-capable. Under ASGI the blocking database work runs on a bounded thread pool of our own, never
-on the event loop, and never through ``sync_to_async``'s one thread-sensitive thread.
+Both sync- and async-capable. Under WSGI the request's thread runs :meth:`SQLHTTPCore.handle`. Under ASGI the
+event loop runs :meth:`SQLHTTPCore.handle_async`, as the pure ASGI middleware does: PostgreSQL queries on the loop
+(psycopg async, ``async_postgres``), and whatever may block (other databases, a Redis round trip, a password hash,
+the ``authorize`` hook) on a bounded thread pool of our own, never through ``sync_to_async``'s one thread-sensitive
+thread.
 """
 
 from __future__ import annotations
@@ -15,8 +18,7 @@ import asyncio
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from typing import cast
+from typing import TypeVar, cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
@@ -29,6 +31,7 @@ from .conf import get_core
 __all__ = ["SQLHTTPMiddleware"]
 
 GetResponse = Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
+T = TypeVar("T")
 
 
 class SQLHTTPMiddleware:
@@ -65,8 +68,12 @@ class SQLHTTPMiddleware:
         answer = _prepare(core, request)
         if isinstance(answer, Request):
             loop = asyncio.get_running_loop()
-            answer = await loop.run_in_executor(self._pool(core.options.executor_threads),
-                                                partial(core.handle, answer, head_checked=True))
+            pool = self._pool(core.options.executor_threads)
+
+            def offload(call: Callable[[], T]) -> Awaitable[T]:
+                return loop.run_in_executor(pool, call)
+
+            answer = await core.handle_async(answer, offload)
         return _to_django(answer)
 
     def _pool(self, threads: int) -> ThreadPoolExecutor:

@@ -1,9 +1,10 @@
 """PostgreSQL on the event loop: the ASGI adapter's path for PostgreSQL targets (option ``async_postgres``).
 
 psycopg 3's async connections run the statement on the loop itself, with no hop to a thread and back, and with the
-same type loaders, error classes and single-statement cursor as the sync path, so answers are byte for byte the
-same. Everything else is shared with the sync path: binding (:meth:`Runner.compile`), the caps and encoding
-(:class:`Collector`), the session rules and error translation (:class:`PostgreSQLSupport`).
+same type loaders, error classes and single-statement cursors as the sync path, so answers are byte for byte the
+same. Everything else is shared with the sync path: the work and its limits (:mod:`.work`), the protocol's result
+builder, batches (BEGIN with the same options, the same checks), the session rules and error translation
+(:class:`PostgreSQLSupport`).
 
 The pools keep the sync pools' rules: ``pool_size`` connections per target and credential set, no overflow, waiters
 served first come first served for up to ``pool_timeout`` seconds (503 ``POOL_TIMEOUT``), idle connections closed
@@ -23,19 +24,22 @@ import time
 from collections import OrderedDict, deque
 from typing import Any
 
-from . import errors
-from ._process import current_pid
-from .dialects.base import Session, first_keyword
-from .dialects.postgresql import (
+from .. import errors
+from .._process import current_pid
+from ..dialects.base import CursorInfo, Session, first_keyword
+from ..dialects.postgresql import (
     _ROW_KEYWORDS,
     _SESSION_SQL,
     PostgreSQLSupport,
     async_single_statement_cursor,
+    begin_statements,
+    cursor_class,
     needs_arming,
     session_arguments,
 )
-from .execute import BATCH, Body, Collector, Login, Query, Runner
-from .options import Options, ResolvedTarget
+from ..options import Options, ResolvedTarget
+from .executor import BATCH, Executor, check_batch
+from .work import Login, ResultBuilder, Statement, Work
 
 __all__ = ["AsyncPool", "AsyncPostgres"]
 
@@ -181,8 +185,8 @@ def _finish(connection: Any) -> None:
 class AsyncPostgres:
     """Runs PostgreSQL queries on the running event loop; one per middleware instance."""
 
-    def __init__(self, runner: Runner, options: Options) -> None:
-        self._runner = runner
+    def __init__(self, executor: Executor, options: Options) -> None:
+        self._executor = executor
         self._options = options
         self._pools: OrderedDict[tuple[str, ...], AsyncPool] = OrderedDict()
         self._digest_key = secrets.token_bytes(32)
@@ -204,7 +208,7 @@ class AsyncPostgres:
         key = (target.name, login.username, login.database, digest)
         pool = self._pools.get(key)
         if pool is None:
-            limits = self._runner.limits[target.name]
+            limits = self._executor.limits[target.name]
             pool = AsyncPool(target, login.username, _connect_kwargs(target, login, self._options), self._options,
                              (limits.read_only, limits.timeout))
             self._pools[key] = pool
@@ -258,14 +262,15 @@ class AsyncPostgres:
         for pool in pools:
             pool.close()
 
-    # -- one query ------------------------------------------------------------------------------------------------
+    # -- one piece of work -----------------------------------------------------------------------------------------
 
-    async def run(self, query: Query, login: Login) -> Body:
-        """The JSON answer to ``query``, run with the database ``login``, or an :class:`errors.SQLHTTPError`."""
-        _, sql, params = self._runner.compile(query)
-        session = self._runner.session(query)
+    async def run(self, work: Work, login: Login, builder: ResultBuilder) -> Any:
+        """Run ``work`` with the database ``login``, into ``builder``; returns what ``builder.finish()`` returns, or
+        raises an :class:`errors.SQLHTTPError`."""
+        check_batch(work)
+        session = self._executor.session(work)
         loop = asyncio.get_running_loop()
-        pool = self._pool(loop, query.target, login)
+        pool = self._pool(loop, work.target, login)
         pool.in_use += 1
         try:
             try:
@@ -275,7 +280,7 @@ class AsyncPostgres:
                 raise
             healthy = False
             try:
-                body = await self._execute(loop, connection, pool.cursors[connection], sql, params, query, session)
+                body = await self._execute(loop, connection, pool.cursors[connection], work, builder, session)
                 healthy = True
                 return body
             except errors.SQLHTTPError as error:
@@ -287,8 +292,8 @@ class AsyncPostgres:
             pool.in_use -= 1
             pool.last_used = time.monotonic()
 
-    async def _execute(self, loop: asyncio.AbstractEventLoop, connection: Any, cursor: Any, sql: str,
-                       params: list[Any], query: Query, session: Session) -> Body:
+    async def _execute(self, loop: asyncio.AbstractEventLoop, connection: Any, cursor: Any, work: Work,
+                       builder: ResultBuilder, session: Session) -> Any:
         import psycopg
 
         cancels: list[asyncio.Task[None]] = []
@@ -297,43 +302,85 @@ class AsyncPostgres:
             cancels.append(loop.create_task(connection.cancel_safe(timeout=_CANCEL_TIMEOUT)))
 
         timer = loop.call_later(max(0.0, session.deadline - time.monotonic()), cancel)
+        in_batch = work.transaction is not None
+        index = 0
         try:
             if needs_arming(connection, session):
                 await cursor.execute(_SESSION_SQL, session_arguments(session.target_timeout, session.read_only))
-            collector = Collector(_SUPPORT, cursor, query, self._runner.limits[query.target.name])
-            if first_keyword(sql) in _ROW_KEYWORDS:
-                await _stream(cursor, sql, params, collector)
-            else:
-                await cursor.execute(sql, params)
-                while cursor.description is not None and (batch := await cursor.fetchmany(BATCH)):
-                    if not collector.add(batch):
-                        break
-            return collector.document()
+            if work.transaction is not None:
+                for sql in begin_statements(work.transaction, session.read_only):
+                    await cursor.execute(sql)
+            for index, statement in enumerate(work.statements):
+                await self._statement(connection, cursor, index, statement, work, builder)
+                if in_batch and not _SUPPORT.in_transaction(connection):
+                    raise _ended(index)
+            if in_batch:
+                await cursor.execute("COMMIT")
+            return builder.finish()
         except psycopg.Error as exc:
             if connection.broken or connection.closed:
                 raise errors.DatabaseUnavailable(
                     "the connection to the database was lost while running the statement; "
                     "it may or may not have been applied",
                 ) from None
-            raise _SUPPORT.translate_error(exc, session.timeout) from None
+            error = _SUPPORT.translate_error(exc, session.timeout)
+            if in_batch:
+                error.statement = index
+            raise error from None
         finally:
             timer.cancel()
             for task in cancels:  # a cancel already sent must land before the connection serves anyone else
                 with contextlib.suppress(Exception):  # the statement may have ended meanwhile
                     await task
 
+    async def _statement(self, connection: Any, cursor: Any, index: int, statement: Statement, work: Work,
+                         builder: ResultBuilder) -> None:
+        numeric = statement.paramstyle == "numeric"
+        if numeric or work.text_values:
+            cursor = cursor_class(asynchronous=True, numeric=numeric, text=work.text_values)(connection)
+        info = CursorInfo(_SUPPORT, cursor)
+        sql, params = statement.sql, list(statement.params)
+        if first_keyword(sql) in _ROW_KEYWORDS:
+            await _stream(cursor, sql, params, builder, index, info)
+        else:
+            await cursor.execute(sql, params)
+            begun = False
+            while cursor.description is not None and (rows := await cursor.fetchmany(BATCH)):
+                if not begun:
+                    builder.begin(index, info)
+                    begun = True
+                if not builder.add(rows):
+                    break
+            if not begun:
+                builder.begin(index, info)
+        builder.end(info)  # after a cap, it marks the answer truncated or refuses it
 
-async def _stream(cursor: Any, sql: str, params: list[Any], collector: Collector) -> None:
-    """Feed the collector from libpq's row-by-row mode; stop reading (and cancel the rest) at a cap."""
+
+def _ended(index: int) -> errors.SQLHTTPError:
+    error = errors.DatabaseError(
+        f"statement {index} ended the batch's transaction; what ran before it may have been committed. A batch "
+        "runs in one transaction: send no statement that commits"
+    )
+    error.statement = index
+    return error
+
+
+async def _stream(cursor: Any, sql: str, params: list[Any], builder: ResultBuilder, index: int,
+                  info: CursorInfo) -> None:
+    """Feed the builder from libpq's row-by-row mode; stop reading (and cancel the rest) at a cap."""
     import psycopg
 
     rows: list[Any] = []
+    begun = False
     stream = cursor.stream(sql, params, size=BATCH)
     try:
         async for row in stream:
             rows.append(row)
             if len(rows) >= BATCH:
-                if not collector.add(rows):
+                if not begun:
+                    builder.begin(index, info)
+                    begun = True
+                if not builder.add(rows):
                     return
                 rows = []
     except psycopg.ProgrammingError as error:
@@ -342,8 +389,10 @@ async def _stream(cursor: Any, sql: str, params: list[Any], collector: Collector
             raise
     finally:
         await stream.aclose()  # at a cap: cancels the query on the server and discards what is in flight
+    if not begun:
+        builder.begin(index, info)
     if rows:
-        collector.add(rows)
+        builder.add(rows)
 
 
 async def _leave_no_transaction(connection: Any) -> bool:

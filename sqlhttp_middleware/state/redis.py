@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, ClassVar
 
-from .storage import SlidingWindow, Storage, StorageUnavailable
+from .base import SlidingWindow, Storage, StorageUnavailable
 
 __all__ = ["RedisStorage"]
 
@@ -46,6 +46,8 @@ return {admitted, previous, current, tostring(elapsed)}
 
 
 class RedisStorage(Storage):
+    blocks: ClassVar[bool] = True  # a network round trip, up to the socket timeout
+
     def __init__(self, url: str, *, prefix: str = "sqlhttp:rl:", timeout: float = 0.25,
                  retry_interval: float = 1.0) -> None:
         import redis

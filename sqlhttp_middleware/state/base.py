@@ -1,4 +1,5 @@
-"""The storage interface of the rate limiter, and the per-process memory storage.
+"""The interface of shared state (the counters the rate limiter and the login brake keep), and the per-process memory
+storage.
 
 The shape follows the ``limits`` library's sliding-window storages (``acquire_sliding_window_entry`` and
 ``get_sliding_window``, alisaifee/limits ``storage/base.py``), so the same limiter runs on memory, shared memory or
@@ -8,6 +9,11 @@ cost no second round trip.
 The algorithm is the sliding window counter: time is cut into fixed windows of ``expiry`` seconds; a key keeps the
 count of the current window and of the previous one, and a request is admitted while
 ``previous * (1 - elapsed / expiry) + current + amount <= limit``.
+
+Every storage says, in its class attribute ``blocks``, whether a call may block on the network: ``False`` for
+memory and shared memory (a call costs microseconds and never waits on anything but a local lock), ``True`` for
+Redis (a round trip, up to its socket timeout). Async callers run a storage whose ``blocks`` is true on a thread,
+and call the others inline on the event loop. A storage that does not say is taken to block.
 """
 
 from __future__ import annotations
@@ -17,9 +23,9 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
-__all__ = ["MemoryStorage", "SlidingWindow", "Storage", "StorageUnavailable"]
+__all__ = ["MemoryStorage", "SlidingWindow", "Storage", "StorageUnavailable", "sliding_window_decide"]
 
 
 class StorageUnavailable(Exception):
@@ -63,6 +69,9 @@ def sliding_window_decide(previous: int, current: int, elapsed: float, expiry: f
 class Storage(ABC):
     """Counts requests per key in sliding windows, atomically for every process that shares it."""
 
+    #: Whether a call may block on the network (see the module docstring); the safe answer unless a storage says.
+    blocks: ClassVar[bool] = True
+
     @abstractmethod
     def acquire_sliding_window_entry(self, key: str, limit: int, expiry: float, amount: int = 1) -> SlidingWindow:
         """Count ``amount`` against ``key`` if that keeps it within ``limit`` per ``expiry`` seconds."""
@@ -80,6 +89,8 @@ class Storage(ABC):
 
 class MemoryStorage(Storage):
     """One process's counters: right for a single-process server, wrong for several workers (each counts alone)."""
+
+    blocks: ClassVar[bool] = False
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._lock = threading.Lock()

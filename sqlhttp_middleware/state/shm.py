@@ -43,9 +43,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 from .._process import current_pid
-from .storage import SlidingWindow, Storage
+from .base import SlidingWindow, Storage
 
 __all__ = ["SharedMemoryStorage", "default_directory"]
 
@@ -69,6 +70,8 @@ def _key_hash(key: str) -> int:
 
 class SharedMemoryStorage(Storage):
     """Counters in ``path``, shared by every process that opens it."""
+
+    blocks: ClassVar[bool] = False  # a local file lock, held for microseconds
 
     def __init__(self, path: str | os.PathLike[str], slots: int = DEFAULT_SLOTS,
                  clock: Callable[[], float] = time.time) -> None:

@@ -3,16 +3,21 @@
 Settings are process-wide, so one Django client is open at a time: ``make_django_client`` overrides ``SQLHTTP`` for
 its options until its closer runs. This module is also the test ``ROOT_URLCONF``: a catch-all host view answering
 ``host app: {METHOD} {path}`` as the WSGI and ASGI host apps do, plus routes for the identity tests.
+
+Importing this module configures Django, so ``tests.support`` does not import it: import it as
+``from .support.django import ...`` where Django is wanted.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import Any
 
 import django
+from anyio.from_thread import start_blocking_portal
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.test import AsyncClient
@@ -23,8 +28,7 @@ from django.urls import path, re_path
 from sqlhttp_middleware.core import SQLHTTPCore
 from sqlhttp_middleware.django.conf import get_core
 
-if TYPE_CHECKING:
-    from .conftest import Client
+from .clients import Client, Reply
 
 OURS = "sqlhttp_middleware.django.middleware.SQLHTTPMiddleware"
 CSRF = "django.middleware.csrf.CsrfViewMiddleware"
@@ -106,13 +110,12 @@ _open = threading.Lock()  # held while a Django client is open: settings are pro
 
 
 def make_django_client(options: dict[str, Any], *, asynchronous: bool = False) -> Client:
-    """A conftest :class:`Client` over Django's test client (``AsyncClient`` when ``asynchronous``).
+    """A :class:`Client` over Django's test client (``AsyncClient`` when ``asynchronous``).
 
-    ``send`` may be called from several threads at once; the async client runs each request to completion with
-    ``asyncio.run`` in the calling thread.
+    ``send`` may be called from several threads at once. The async client runs every request on one event loop of
+    its own (a blocking portal, closed with the client), as an ASGI server runs a process's requests: the core's
+    async pools belong to one loop.
     """
-    from .conftest import Client, Reply  # here, not at the top: conftest may import this module
-
     if not _open.acquire(blocking=False):
         raise RuntimeError("a Django client is already open; close it first (settings are process-wide)")
     override = override_settings(SQLHTTP={name.upper(): value for name, value in options.items()})
@@ -123,6 +126,8 @@ def make_django_client(options: dict[str, Any], *, asynchronous: bool = False) -
         override.disable()
         _open.release()
         raise
+    loop = contextlib.ExitStack()
+    portal = loop.enter_context(start_blocking_portal()) if asynchronous else None
     http = AsyncClient() if asynchronous else DjangoTestClient()
 
     def send(method: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
@@ -135,8 +140,8 @@ def make_django_client(options: dict[str, Any], *, asynchronous: bool = False) -
                 kwargs["content_type"] = content_type
             else:
                 extra["Content-Type"] = content_type
-        if asynchronous:
-            response = asyncio.run(http.generic(method, path, body, headers=extra, **kwargs))
+        if portal is not None:
+            response = portal.call(partial(http.generic, method, path, body, headers=extra, **kwargs))
             content = response.content
         else:
             response = http.generic(method, path, body, headers=extra, **kwargs)
@@ -147,6 +152,7 @@ def make_django_client(options: dict[str, Any], *, asynchronous: bool = False) -
         try:
             override.disable()  # the setting changes back: the core built for these options is closed
             core.close()
+            loop.close()
         finally:
             _open.release()
 

@@ -12,6 +12,9 @@ seconds:
 The mount and client limits are checked before the body is parsed, so a flood of malformed requests is limited too;
 the target limit once the target is known. Over a limit: 429 with ``Retry-After``. Every answer carries the IETF
 draft headers ``RateLimit-Policy`` and ``RateLimit`` (draft-ietf-httpapi-ratelimit-headers).
+
+The counts live in a storage from :mod:`sqlhttp_middleware.state` (memory, shared memory or Redis), opened on first
+use; :attr:`RateLimiter.blocks` says whether it may block on the network.
 """
 
 from __future__ import annotations
@@ -20,30 +23,15 @@ import functools
 import hashlib
 import logging
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .. import errors
-from .storage import MemoryStorage, SlidingWindow, Storage, StorageUnavailable
+from . import errors
+from .state import SlidingWindow, Storage, StorageUnavailable, make_storage, storage_blocks
 
-__all__ = ["Admission", "RateLimiter", "client_address", "make_storage"]
+__all__ = ["Admission", "Policy", "RateLimiter", "client_address", "namespace_for"]
 
 logger = logging.getLogger("sqlhttp_middleware.ratelimit")
-
-
-def make_storage(spec: str, namespace: str) -> Storage:
-    """``memory``, ``shm``, ``shm://NAME`` or a ``redis://`` / ``rediss://`` / ``unix://`` URL."""
-    if spec == "memory":
-        return MemoryStorage()
-    if spec == "shm" or spec.startswith("shm://"):
-        from .shm import SharedMemoryStorage, default_directory
-
-        name = spec[len("shm://"):] if spec.startswith("shm://") else f"sqlhttp-{os.getuid()}-{namespace}"
-        return SharedMemoryStorage(default_directory() / f"{name}.ratelimit")
-    from .redis import RedisStorage
-
-    return RedisStorage(spec, prefix=f"sqlhttp:{namespace}:")
 
 
 def client_address(peer: str | None, headers: Mapping[str, str], trusted_proxies: int) -> str:
@@ -113,6 +101,11 @@ class RateLimiter:
         self._namespace = namespace
         # Opened on first use: a server's master process that only imports the app never touches it.
         self.storage: Storage | None = None
+
+    @property
+    def blocks(self) -> bool:
+        """Whether a count may block on the network (the storage is Redis), known without opening the storage."""
+        return storage_blocks(self._spec)
 
     def target_policy(self, limit: int | None) -> Policy | None:
         return Policy("target", limit, self.window) if limit else None

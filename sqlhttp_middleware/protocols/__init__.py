@@ -1,0 +1,9 @@
+"""One package per wire format, over the small interface of :mod:`.base`."""
+
+from __future__ import annotations
+
+from .base import Parsed, Protocol
+from .neon import Neon
+from .polyscale import PolyScale
+
+__all__ = ["Neon", "Parsed", "PolyScale", "Protocol"]

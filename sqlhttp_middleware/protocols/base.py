@@ -1,0 +1,80 @@
+"""The small interface every wire protocol implements, over the one engine.
+
+A protocol owns its wire format at both ends: :meth:`Protocol.parse` turns a request's body (and the headers that
+belong to the protocol) into neutral :class:`~sqlhttp_middleware.engine.work.Work`, and a result builder of its
+own, :meth:`Protocol.builder`, turns what the engine streams into its bytes. Errors are raised anywhere as
+:class:`~sqlhttp_middleware.errors.SQLHTTPError` and turned into bytes once, by the protocol that received the
+request (:meth:`Protocol.error_response`), in its own error shape and status rules.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar, Generic, TypeVar
+from typing import Protocol as TypingProtocol
+
+from .. import errors
+from ..engine.work import Body, Limits, ResultBuilder, Work
+from ..http import JSON_HEADERS, Request, Response
+from ..options import Options
+
+__all__ = ["Parsed", "Protocol"]
+
+
+class Parsed(TypingProtocol):
+    """What a protocol's parser made of a request: the work, and whatever else its builder needs."""
+
+    @property
+    def work(self) -> Work: ...
+
+
+P = TypeVar("P", bound=Parsed)
+
+
+class Protocol(ABC, Generic[P]):
+    name: ClassVar[str]
+    # The media types its clients send. The default accepts only JSON, so that a cross-site form (which may send
+    # text/plain without a preflight) cannot reach the endpoint.
+    media_types: ClassVar[frozenset[str]] = frozenset({"application/json"})
+    # Request headers its browser clients send beyond Content-Type and Authorization (allowed by a CORS preflight).
+    request_headers: ClassVar[tuple[str, ...]] = ()
+    # Response headers a browser client may read, beyond the rate-limit ones.
+    exposed_headers: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+
+    def claims(self, headers: Mapping[str, str]) -> bool:
+        """True when a request at the shared path is this protocol's (by a header only it sends)."""
+        return False
+
+    @abstractmethod
+    def parse(self, request: Request) -> P:
+        """The request's work, or an :class:`errors.SQLHTTPError` naming what is wrong with it."""
+
+    @abstractmethod
+    def builder(self, parsed: P, limits: Limits) -> ResultBuilder:
+        """A fresh result builder for this request's answer."""
+
+    def respond(self, parsed: P, body: Body) -> Response:
+        """The success answer around the builder's bytes."""
+        return Response(200, body, list(JSON_HEADERS))
+
+    @abstractmethod
+    def error_body(self, error: errors.SQLHTTPError) -> tuple[int, bytes]:
+        """The status and the body this protocol answers ``error`` with."""
+
+    def error_response(self, error: errors.SQLHTTPError) -> Response:
+        status, body = self.error_body(error)
+        headers = list(JSON_HEADERS)
+        headers.extend((name.lower(), value) for name, value in error.headers.items())
+        return Response(status, body, headers)
+
+
+def target_named(options: Options, name: str) -> Any:
+    """The target a request names, or 404."""
+    target = options.targets.get(name)
+    if target is None:
+        raise errors.TargetNotFound(f"no target named {name!r} is configured")
+    return target

@@ -1,0 +1,154 @@
+"""PolyScale's answers: rows as objects or arrays of lossless JSON values (``shape: "rows"``), the full shape with
+columns, row count, insert id and truncation (``shape: "full"``), one result per statement for a batch, and the
+error shape ``{statusCode, code, error, message}``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, Literal
+
+import orjson
+
+from ... import errors
+from ...encoding import MAX_SAFE_INTEGER, encode_value
+from ...engine.rows import RowPieces, too_large
+from ...engine.work import Body, Limits, ResultInfo, Work
+
+__all__ = ["PolyScaleQuery", "PolyScaleResult", "column_converters", "error_body"]
+
+_ONE_PIECE = 64 * 1024  # answers smaller than this are sent as one byte string
+
+# Values orjson writes exactly as our type table says, so no Python code has to touch them.
+_NATIVE = frozenset({type(None), str, bool, dt.datetime, dt.date, uuid.UUID})
+_NUMBERS = frozenset({type(None), int, bool, float})
+
+
+@dataclass(frozen=True)
+class PolyScaleQuery:
+    """A parsed PolyScale request: the work, and the shape its answer takes."""
+
+    work: Work
+    shape: Literal["rows", "full"] = "rows"
+    row_mode: Literal["object", "array"] = "object"
+    batch: bool = False  # the body had "batch": answer {"results": [...]}
+
+
+def column_converters(batch: list[Any], width: int) -> list[tuple[int, Callable[[Any], Any]]]:
+    """(column index, encoder) for the columns of this batch whose values need Python's help to become lossless
+    JSON. A column is looked at whole (SQLite's columns may mix types from row to row): strings, booleans, dates,
+    timestamps and UUIDs go to orjson as they are, and so do integers within 2^53 and finite floats; anything
+    else (a larger integer, NaN, a decimal, bytes, JSON, an array) goes through :func:`encode_value`."""
+    converters: list[tuple[int, Callable[[Any], Any]]] = []
+    for index in range(width):
+        column = [row[index] for row in batch]
+        kinds = set(map(type, column))
+        if kinds <= _NATIVE:
+            continue
+        if kinds <= _NUMBERS:  # SQLite's NUMERIC columns mix integers and floats
+            numbers = [value for value in column if value is not None] if type(None) in kinds else column
+            integers = numbers if float not in kinds else [value for value in numbers if type(value) is not float]
+            if (float not in kinds or all(map(math.isfinite, numbers))) and (
+                not integers or (min(integers) >= -MAX_SAFE_INTEGER and max(integers) <= MAX_SAFE_INTEGER)
+            ):
+                continue
+        converters.append((index, encode_value))
+    return converters
+
+
+def _shape(row: Any, converters: list[tuple[int, Callable[[Any], Any]]], columns: list[str],
+           as_objects: bool) -> Any:
+    if converters:
+        row = list(row)
+        for index, encode in converters:
+            row[index] = encode(row[index])
+    return dict(zip(columns, row, strict=True)) if as_objects else row
+
+
+class PolyScaleResult:
+    """The result builder of PolyScale's format, a batch at a time within the caps."""
+
+    def __init__(self, query: PolyScaleQuery, limits: Limits) -> None:
+        self.query, self.limits = query, limits
+        self.rows = RowPieces(limits)
+        self._as_objects = query.row_mode == "object"
+        self._full = query.shape == "full"
+        self._columns: list[str] = []
+        self._types: list[str | None] | None = None
+        self._parts: list[list[bytes]] = []
+        self._info: ResultInfo | None = None
+
+    def begin(self, index: int, result: ResultInfo) -> None:
+        self._info = result
+        self._columns = result.names
+        self._types = None
+
+    def add(self, rows: list[Any]) -> bool:
+        columns = self._columns
+        if self._full and self._types is None and self._info is not None:
+            self._types = self._info.type_names(rows)  # only the full shape names the types (SQLite's from rows)
+        converters = column_converters(rows, len(columns))
+        if converters:
+            shaped = [_shape(row, converters, columns, self._as_objects) for row in rows]
+        elif self._as_objects:
+            shaped = [dict(zip(columns, row, strict=True)) for row in rows]
+        else:
+            shaped = rows  # tuples or lists: orjson writes both as arrays
+        return self.rows.add(shaped)
+
+    def end(self, result: ResultInfo) -> None:
+        rows = self.rows
+        if not self._full:
+            if rows.truncated:
+                raise too_large(self.limits, 'add a LIMIT, or ask for "shape": "full" to receive the first rows '
+                                             "marked truncated")
+            self._parts.append([b"[", *rows.take(), b"]"])
+            return
+        if rows.truncated and self.query.batch:
+            raise too_large(self.limits, "a batch's answer is never truncated; add a LIMIT")
+        if self._types is None:
+            self._types = result.type_names([])
+        columns = self._columns
+        row_count = rows.count if columns else result.row_count()
+        self._parts.append([
+            b'{"columns":',
+            orjson.dumps([{"name": name, "type": kind} for name, kind in zip(columns, self._types, strict=True)]),
+            b',"rows":[', *rows.take(),
+            b'],"rowCount":', orjson.dumps(row_count),
+            b',"lastInsertId":', orjson.dumps(encode_value(result.last_insert_id())),
+            b',"truncated":', b"true" if rows.truncated else b"false",
+            b"}",
+        ])
+
+    def finish(self) -> Body:
+        """A small answer comes as one byte string; a large one as the encoded batches themselves, which the
+        adapters send one after the other, so the rows are never copied into one more buffer."""
+        if self.query.batch:
+            parts = [b'{"results":[']
+            for position, statement in enumerate(self._parts):
+                if position:
+                    parts.append(b",")
+                parts.extend(statement)
+            parts.append(b"]}")
+        else:
+            [parts] = self._parts
+        self._parts = []
+        return b"".join(parts) if self.rows.size < _ONE_PIECE else parts
+
+
+def error_body(error: errors.SQLHTTPError) -> bytes:
+    """PolyScale's error shape; a batch's failure also names the statement (its index) that failed."""
+    body: dict[str, Any] = {
+        "statusCode": error.status,
+        "code": error.code,
+        "error": HTTPStatus(error.status).phrase,
+        "message": error.message,
+    }
+    body.update(error.extra)
+    if error.statement is not None:
+        body["statement"] = error.statement
+    return orjson.dumps(body)
