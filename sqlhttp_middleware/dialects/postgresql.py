@@ -86,6 +86,8 @@ def cursor_class(*, asynchronous: bool = False, numeric: bool = False, text: boo
             if res is None:
                 return None
             status = res.status
+            if res.command_status:  # libpq's chunked mode tags the last chunk; single-row mode the final result
+                self._statusmessage = res.command_status
             if status in tuples:
                 self.pgresult = res
                 self._tx.set_pgresult(res, set_loaders=first)
@@ -93,7 +95,6 @@ def cursor_class(*, asynchronous: bool = False, numeric: bool = False, text: boo
                     self._make_row = self._make_row_maker()  # type: ignore[attr-defined]
                 return res
             if status in done:
-                self._statusmessage = res.command_status
                 if first and status == pq.ExecStatus.TUPLES_OK:  # no rows: still say which columns
                     self.pgresult = res
                     self._tx.set_pgresult(res, set_loaders=True)
