@@ -108,8 +108,11 @@ class Executor:
         index = 0
         try:
             support.prepare_session(connection, session, engine.dialect)
-            if support.needs_watchdog(engine.dialect) or (in_batch and support.family == "mysql"):
-                # A batch's statements share one deadline, which MariaDB's per-statement timeout cannot hold.
+            if in_batch and support.family == "mysql":
+                # A batch's statements share one deadline, which MySQL's and MariaDB's per-statement timeouts
+                # cannot hold: the watchdog stops whichever statement runs when it passes.
+                watch = self._watchdog.arm(session.deadline, lambda: support.kill_query(connection, engine))
+            elif support.needs_watchdog(engine.dialect):
                 watch = self._watchdog.arm(session.deadline + support.watchdog_grace,
                                            lambda: support.kill_query(connection, engine))
             if work.transaction is not None:
