@@ -59,7 +59,8 @@ MAX_ROWS = 20
 
 
 def shipped_document() -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(files("sqlhttp_middleware.protocols.polyscale").joinpath("openapi.json").read_text("utf-8"))
+    shipped = files("sqlhttp_middleware.protocols.polyscale").joinpath("openapi.json")
+    document: dict[str, Any] = json.loads(shipped.read_text("utf-8"))
     return document
 
 

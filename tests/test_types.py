@@ -1,4 +1,4 @@
-"""Every row of the type table in docs/protocol.md, round-tripped through the endpoint against each database.
+"""Every row of the type table in docs/protocols/polyscale.md, round-tripped through the endpoint against each database.
 
 A case is (column type, how the value goes in, the JSON that must come out). Values that JSON can carry go in as
 bindings, the way a client sends them; the rest (bytes, NaN) go in as SQL literals.
