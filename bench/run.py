@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -135,10 +135,11 @@ def serve(name: str) -> Iterator[tuple[str, int, int]]:
 class Case:
     server: str
     database: str  # pg, maria, lite
-    workload: str  # select1, rows100, rows10k, insert, host
+    workload: str  # select1, rows100, rows10k, insert, host; neon-select1 and neon-rows100 in Neon's protocol
     method: str
     path: str
     body: bytes | None
+    headers: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)
 
 
 SQL = {
@@ -149,9 +150,18 @@ SQL = {
 }
 
 
+NEON_CONNECTION = f"postgresql://sqlhttp_test:{quote(PASSWORD, safe='')}@pg/{DB}"
+
+
 def case(server: str, database: str, workload: str) -> Case:
     if workload == "host":
         return Case(server, database, workload, "GET", "/api/status", None)
+    if workload.startswith("neon-"):  # what @neondatabase/serverless sends
+        sql = SQL[workload.removeprefix("neon-")][0]
+        headers = (("Content-Type", "text/plain;charset=UTF-8"), ("Neon-Connection-String", NEON_CONNECTION),
+                   ("Neon-Raw-Text-Output", "true"), ("Neon-Array-Mode", "true"))
+        return Case(server, database, workload, "POST", "/sql", json.dumps({"query": sql, "params": []}).encode(),
+                    headers)
     sql, bindings = SQL[workload]
     if server == "datasette":
         query = sql.replace("?", "'bench'")
@@ -221,7 +231,7 @@ def peak_memory(case: Case, host: str, port: int, pid: int) -> tuple[float, floa
     """
     def one(request: Case) -> int:
         connection = http.client.HTTPConnection(host, port, timeout=60)
-        connection.request(request.method, request.path, request.body, {"Content-Type": "application/json"})
+        connection.request(request.method, request.path, request.body, dict(request.headers))
         size = len(connection.getresponse().read())
         connection.close()
         return size
@@ -247,8 +257,8 @@ def peak_memory(case: Case, host: str, port: int, pid: int) -> tuple[float, floa
 def wrk(case: Case, host: str, port: int, connections: int, duration: float) -> Result:
     script = Path(tempfile.gettempdir()) / f"sqlhttp-bench-{os.getpid()}.lua"
     body = (case.body or b"").decode().replace("\\", "\\\\").replace('"', '\\"')
-    script.write_text(f'wrk.method = "{case.method}"\nwrk.body = "{body}"\n'
-                      'wrk.headers["Content-Type"] = "application/json"\n')
+    headers = "".join(f'wrk.headers["{name}"] = "{value}"\n' for name, value in case.headers)
+    script.write_text(f'wrk.method = "{case.method}"\nwrk.body = "{body}"\n{headers}')
     seconds = max(1, round(duration))  # wrk takes whole seconds
     done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
                            f"http://{host}:{port}{case.path}"], capture_output=True, text=True, check=True)
@@ -281,7 +291,7 @@ def python_load(case: Case, host: str, port: int, connections: int, duration: fl
         connection = http.client.HTTPConnection(host, port, timeout=10)
         while time.monotonic() < stop:
             started = time.perf_counter()
-            connection.request(case.method, case.path, case.body, {"Content-Type": "application/json"})
+            connection.request(case.method, case.path, case.body, dict(case.headers))
             response = connection.getresponse()
             response.read()
             with lock:
@@ -344,9 +354,9 @@ def _time(rounds: int, call: object) -> float:
 
 PLAN = [
     # (server, database, workloads)
-    ("ours-asgi", "pg", ["select1", "rows100", "rows10k", "insert"]),
+    ("ours-asgi", "pg", ["select1", "neon-select1", "rows100", "neon-rows100", "rows10k", "insert"]),
     ("starlette-asyncpg", "pg", ["select1", "rows100", "rows10k", "insert"]),
-    ("ours-wsgi", "pg", ["select1", "rows100", "rows10k", "insert"]),
+    ("ours-wsgi", "pg", ["select1", "neon-select1", "rows100", "neon-rows100", "rows10k", "insert"]),
     ("flask-sqlalchemy", "pg", ["select1", "rows100", "rows10k", "insert"]),
     ("ours-asgi", "maria", ["select1", "rows100", "insert"]),
     ("ours-asgi", "lite", ["select1", "rows100", "rows10k"]),
@@ -440,6 +450,14 @@ GOALS = [
      ("ours-asgi", "lite", "rows100"), ("datasette", "lite", "rows100"), 3.0, "ratio"),
     ("host", "Another path of the host app < 2% slower with the middleware mounted (16 clients)",
      ("flask-mounted", "-", "host"), ("flask-bare", "-", "host"), 0.02, "overhead"),
+    ("neon-asgi-select1", "Neon's protocol no slower than PolyScale's: ASGI, PostgreSQL `SELECT 1` (16 clients)",
+     ("ours-asgi", "pg", "neon-select1"), ("ours-asgi", "pg", "select1"), 1.0, "ratio"),
+    ("neon-asgi-rows100", "Neon's protocol no slower than PolyScale's: ASGI, PostgreSQL 100 rows (16 clients)",
+     ("ours-asgi", "pg", "neon-rows100"), ("ours-asgi", "pg", "rows100"), 1.0, "ratio"),
+    ("neon-wsgi-select1", "Neon's protocol no slower than PolyScale's: WSGI, PostgreSQL `SELECT 1` (16 clients)",
+     ("ours-wsgi", "pg", "neon-select1"), ("ours-wsgi", "pg", "select1"), 1.0, "ratio"),
+    ("neon-wsgi-rows100", "Neon's protocol no slower than PolyScale's: WSGI, PostgreSQL 100 rows (16 clients)",
+     ("ours-wsgi", "pg", "neon-rows100"), ("ours-wsgi", "pg", "rows100"), 1.0, "ratio"),
 ]
 
 

@@ -32,20 +32,18 @@ _DIAGNOSTICS = (
 
 @functools.cache
 def _text_adapters() -> Any:
-    """psycopg adapters that load every value as the text PostgreSQL sent: its own output, untouched."""
+    """psycopg adapters that load every value as the text PostgreSQL sent: its own output, untouched (psycopg's
+    text loader, in C, for every type it knows and as the fallback for those it does not: enums, domains...)."""
     import psycopg
-    from psycopg.adapt import AdaptersMap, Loader
-
-    class RawText(Loader):
-        def load(self, data: Any) -> str:
-            return bytes(data).decode("utf-8", "surrogateescape")
+    from psycopg.adapt import AdaptersMap
+    from psycopg.types.string import TextLoader
 
     adapters = AdaptersMap(psycopg.adapters)
-    adapters.register_loader(0, RawText)  # the fallback for every type psycopg does not know (enums, ...)
+    adapters.register_loader(0, TextLoader)
     for info in psycopg.adapters.types:
         for oid in (info.oid, getattr(info, "array_oid", 0)):
             if oid:
-                adapters.register_loader(oid, RawText)
+                adapters.register_loader(oid, TextLoader)
     return adapters
 
 
@@ -150,6 +148,7 @@ class PostgreSQLSupport(DialectSupport):
         return {
             "connect_timeout": max(1, round(connect_timeout)),
             "application_name": "sqlhttp-middleware",
+            "client_encoding": "UTF8",  # as node-postgres asks: text arrives as UTF-8 whatever the database's is
             "cursor_factory": _single_statement_cursor(),
         }
 
