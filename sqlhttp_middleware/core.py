@@ -329,10 +329,7 @@ class SQLHTTPCore:
     def pool_stats(self) -> dict[str, int]:
         """Engines (pools), open connections and connections checked out, over the sync and the async pools."""
         stats = self.engines.stats()
-        if self.aio is not None:
-            for name, value in self.aio.stats().items():
-                stats[name] += value
-        return stats
+        return stats + self.aio.stats() if self.aio is not None else stats
 
     def close(self) -> None:
         if self.aio is not None:

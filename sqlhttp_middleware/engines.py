@@ -8,21 +8,20 @@
   checked out are closed when they come back rather than returned to a pool nobody can reach.
 * Engines are keyed by a keyed digest of the credentials, never the password itself.
 * After ``fork()`` the child forgets the parent's engines without touching their sockets, and starts its own reaper.
+
+The bookkeeping (keys, the bound, reaping, fork reset, stats) is :class:`~.pools.PoolRegistry`'s, shared with the
+async PostgreSQL pools; this module owns the engines themselves and the reaper thread.
 * At checkout a connection whose socket shows the server went away (restart, killed session) is replaced, so a
   restarted database costs no user-visible error.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import os
-import secrets
 import threading
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from . import errors
 from ._process import current_pid
 from .dialects import DialectSupport, dialect_support
 from .options import Options, ResolvedTarget
+from .pools import PoolRegistry, PoolStats
 
 __all__ = ["EngineCache", "Lease", "ReapingQueuePool"]
 
@@ -79,6 +79,8 @@ class ReapingQueuePool(QueuePool):
 
 @dataclass
 class EngineEntry:
+    """One engine and its pool: a :class:`~.pools.Pool` for the registry."""
+
     engine: Engine
     support: DialectSupport
     last_used: float
@@ -88,6 +90,18 @@ class EngineEntry:
 
     def __post_init__(self) -> None:
         self.pool = self.engine.pool  # type: ignore[assignment]
+
+    def reap(self, now: float, idle_timeout: float) -> int:
+        return self.pool.reap_idle(idle_timeout, now)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def forget(self) -> None:
+        self.engine.dispose(close=False)
+
+    def counts(self) -> tuple[int, int]:
+        return self.pool.open_connections(), self.pool.checkedout()
 
 
 @dataclass
@@ -104,10 +118,9 @@ class EngineCache:
 
     def __init__(self, options: Options) -> None:
         self._options = options
-        self._lock = threading.Lock()
-        self._engines: OrderedDict[tuple[str, ...], EngineEntry] = OrderedDict()
-        self._digest_key = secrets.token_bytes(32)
+        self.registry: PoolRegistry[EngineEntry] = PoolRegistry(options)
         self._reaper: threading.Thread | None = None
+        self._reaper_lock = threading.Lock()
         self._stopped = threading.Event()
         self._pid = current_pid()
         _CACHES.add(self)
@@ -121,11 +134,17 @@ class EngineCache:
         Errors the database refused (an ``SQLHTTPError``) leave the connection healthy; anything else, or a lease
         marked ``broken``, closes it instead of returning it to the pool.
         """
-        entry = self._entry(target, username, password, database)
+        if current_pid() != self._pid:
+            self._after_fork()
+        self._ensure_reaper()
+        key = self.registry.key(target, username, password, database)
+        entry = self.registry.checkout(key, lambda: EngineEntry(
+            self._create_engine(target, username, password, database), dialect_support(target.family),
+            time.monotonic()))
         try:
             proxied = entry.engine.raw_connection()
         except BaseException as exc:
-            self._release(entry)
+            self.registry.checkin(entry)
             raise self._connect_failed(exc, entry, target, username) from None
         lease = Lease(proxied.dbapi_connection, entry)
         try:
@@ -149,102 +168,22 @@ class EngineCache:
             return exc
         error = entry.support.translate_connect_error(original, target.name, username)
         if isinstance(error, (errors.AuthenticationFailed, errors.PermissionDenied, errors.UnknownDatabase)):
-            self.discard(entry)
+            self.registry.discard(entry)  # failed logins must not fill the cache
         return error
-
-    def discard(self, entry: EngineEntry) -> None:
-        """Forget an engine whose credentials the database refused, so failed logins cannot fill the cache."""
-        with self._lock:
-            for key, candidate in list(self._engines.items()):
-                if candidate is entry:
-                    del self._engines[key]
-                    entry.evicted = True
-        if entry.in_use == 0:
-            entry.engine.dispose()
 
     def reap(self, now: float | None = None) -> int:
         """Close idle connections and dispose unused engines. Returns the number of connections closed."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            entries = list(self._engines.items())
-        reaped = 0
-        for key, entry in entries:
-            reaped += entry.pool.reap_idle(self._options.idle_timeout, now)
-            if entry.in_use == 0 and now - entry.last_used >= self._options.engine_idle_timeout:
-                with self._lock:
-                    if self._engines.get(key) is entry and entry.in_use == 0:
-                        del self._engines[key]
-                        entry.evicted = True
-                    else:
-                        continue
-                entry.engine.dispose()
-        return reaped
+        return self.registry.reap(now)
 
-    def stats(self) -> dict[str, int]:
-        with self._lock:
-            entries = list(self._engines.values())
-        return {
-            "engines": len(entries),
-            "open_connections": sum(entry.pool.open_connections() for entry in entries),
-            "checked_out": sum(entry.pool.checkedout() for entry in entries),
-        }
+    def stats(self) -> PoolStats:
+        return self.registry.stats()
 
     def close(self) -> None:
         """Stop the reaper and close every pooled connection."""
         self._stopped.set()
-        with self._lock:
-            entries = list(self._engines.values())
-            self._engines.clear()
-        for entry in entries:
-            entry.evicted = True
-            entry.engine.dispose()
+        self.registry.close()
 
     # -- internals ----------------------------------------------------------------------------------------------
-
-    def _key(self, target: ResolvedTarget, username: str, password: str, database: str) -> tuple[str, ...]:
-        secret = hmac.new(self._digest_key, password.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
-        return (target.name, username, database, secret)
-
-    def _entry(self, target: ResolvedTarget, username: str, password: str, database: str) -> EngineEntry:
-        if current_pid() != self._pid:
-            self._after_fork()
-        self._ensure_reaper()
-        key = self._key(target, username, password, database)
-        now = time.monotonic()
-        evicted: list[EngineEntry] = []
-        with self._lock:
-            entry = self._engines.get(key)
-            if entry is None:
-                entry = EngineEntry(self._create_engine(target, username, password, database),
-                                    dialect_support(target.family), now)
-                self._engines[key] = entry
-                while len(self._engines) > self._options.max_engines:
-                    evicted.append(self._evict_one(protect=key))
-            else:
-                self._engines.move_to_end(key)
-            entry.in_use += 1
-            entry.last_used = now
-        for old in evicted:
-            if old.in_use == 0:
-                old.engine.dispose()
-        return entry
-
-    def _evict_one(self, protect: tuple[str, ...]) -> EngineEntry:
-        # Prefer the least recently used engine with no request in flight; fall back to the least recently used.
-        victim_key = next(
-            (key for key, entry in self._engines.items() if entry.in_use == 0 and key != protect),
-            next(key for key in self._engines if key != protect),
-        )
-        victim = self._engines.pop(victim_key)
-        victim.evicted = True
-        return victim
-
-    def _release(self, entry: EngineEntry) -> None:
-        with self._lock:
-            entry.in_use -= 1
-            dispose = entry.evicted and entry.in_use == 0
-        if dispose:
-            entry.engine.dispose()
 
     def _finish(self, proxied: Any, entry: EngineEntry, *, healthy: bool) -> None:
         try:
@@ -252,7 +191,7 @@ class EngineCache:
                 proxied.invalidate()
             proxied.close()
         finally:
-            self._release(entry)
+            self.registry.checkin(entry)
 
     def _create_engine(self, target: ResolvedTarget, username: str, password: str, database: str) -> Engine:
         options = self._options
@@ -282,7 +221,7 @@ class EngineCache:
     def _ensure_reaper(self) -> None:
         if self._reaper is not None and self._reaper.is_alive():
             return
-        with self._lock:
+        with self._reaper_lock:
             if self._reaper is not None and self._reaper.is_alive():
                 return
             interval = min(max(self._options.idle_timeout / 4, 0.05), 5.0)
@@ -294,11 +233,9 @@ class EngineCache:
 
     def _after_fork(self) -> None:
         # The parent's connections belong to the parent: drop them without closing their sockets.
-        self._lock = threading.Lock()
-        for entry in self._engines.values():
-            entry.engine.dispose(close=False)
-        self._engines.clear()
+        self.registry.after_fork()
         self._reaper = None
+        self._reaper_lock = threading.Lock()
         self._stopped = threading.Event()
         self._pid = current_pid()
 

@@ -134,8 +134,8 @@ def test_nothing_leaks_a_password_or_url(make_client: Callable[..., Client], pg_
             seen.extend(f"{name}: {value}" for name, value in reply.headers.items())
         core = client.core
         seen.extend([repr(core.options), repr(core.options.targets), str(core.options.targets["held"]),
-                     repr(core.engines._engines), repr(core.executor.limits)])
-        seen.extend(repr(entry.engine) for entry in core.engines._engines.values())
+                     repr(core.engines.registry.pools()), repr(core.executor.limits)])
+        seen.extend(repr(entry.engine) for entry in core.engines.registry.pools())
     seen.append(caplog.text)
     everything = "\n".join(seen)
     for secret in secrets_of(password):

@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
-import secrets
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from typing import Any
 
 from .. import errors
@@ -38,6 +35,7 @@ from ..dialects.postgresql import (
     session_arguments,
 )
 from ..options import Options, ResolvedTarget
+from ..pools import PoolRegistry, PoolStats
 from .executor import BATCH, Executor, check_batch
 from .work import Login, ResultBuilder, Statement, Work
 
@@ -62,7 +60,7 @@ class AsyncPool:
         self.open = 0
         self.in_use = 0
         self.last_used = time.monotonic()
-        self.closed = False
+        self.evicted = False  # no longer in the registry: connections are closed as they come back
 
     async def acquire(self, loop: asyncio.AbstractEventLoop) -> Any:
         deadline = loop.time() + self._options.pool_timeout
@@ -124,7 +122,7 @@ class AsyncPool:
         return connection
 
     def release(self, connection: Any, *, healthy: bool) -> None:
-        if not healthy or self.closed or connection.closed:
+        if not healthy or self.evicted or connection.closed:
             self._forget(connection)
             return
         if self._hand_over(connection):
@@ -145,21 +143,31 @@ class AsyncPool:
         self.open -= 1
         self._hand_over(None)
 
-    def reap(self, now: float) -> int:
+    def reap(self, now: float, idle_timeout: float) -> int:
         """Close connections idle for ``idle_timeout`` seconds."""
-        keep = deque(item for item in self._idle if now - item[1] < self._options.idle_timeout)
+        keep = deque(item for item in self._idle if now - item[1] < idle_timeout)
         reaped = len(self._idle) - len(keep)
         for connection, since in self._idle:
-            if now - since >= self._options.idle_timeout:
+            if now - since >= idle_timeout:
                 self.cursors.pop(connection, None)
                 _finish(connection)
                 self.open -= 1
         self._idle = keep
         return reaped
 
+    def counts(self) -> tuple[int, int]:
+        return self.open, self.in_use
+
+    def forget(self) -> None:
+        """A forked child's copy: the connections are the parent's; drop them unclosed."""
+        self.evicted = True
+        self._idle.clear()
+        self.cursors.clear()
+        self._waiters.clear()
+
     def close(self) -> None:
         """Close the idle connections; those in use are closed when they come back."""
-        self.closed = True
+        self.evicted = True
         for connection, _ in self._idle:
             self.cursors.pop(connection, None)
             _finish(connection)
@@ -188,79 +196,48 @@ class AsyncPostgres:
     def __init__(self, executor: Executor, options: Options) -> None:
         self._executor = executor
         self._options = options
-        self._pools: OrderedDict[tuple[str, ...], AsyncPool] = OrderedDict()
-        self._digest_key = secrets.token_bytes(32)
+        self.registry: PoolRegistry[AsyncPool] = PoolRegistry(options)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pid = current_pid()
         self._reaper: asyncio.TimerHandle | None = None
-        self._last_secret = ("", "")  # (password, its digest): most requests repeat the one before
 
     # -- pools ----------------------------------------------------------------------------------------------------
 
     def _pool(self, loop: asyncio.AbstractEventLoop, target: ResolvedTarget, login: Login) -> AsyncPool:
+        """The pool for this login, counted in use until ``registry.checkin``."""
         if loop is not self._loop or current_pid() != self._pid:
             self._restart(loop)
-        password, digest = self._last_secret
-        if login.password != password or not digest:
-            digest = hmac.new(self._digest_key, login.password.encode("utf-8", "surrogatepass"),
-                              hashlib.sha256).hexdigest()
-            self._last_secret = (login.password, digest)
-        key = (target.name, login.username, login.database, digest)
-        pool = self._pools.get(key)
-        if pool is None:
+
+        def create() -> AsyncPool:
             limits = self._executor.limits[target.name]
-            pool = AsyncPool(target, login.username, _connect_kwargs(target, login, self._options), self._options,
+            return AsyncPool(target, login.username, _connect_kwargs(target, login, self._options), self._options,
                              (limits.read_only, limits.timeout))
-            self._pools[key] = pool
-            while len(self._pools) > self._options.max_engines:
-                self._evict(protect=key)
-        else:
-            self._pools.move_to_end(key)
-        pool.last_used = time.monotonic()
-        return pool
 
-    def _evict(self, protect: tuple[str, ...]) -> None:
-        victim = next((key for key, pool in self._pools.items() if pool.in_use == 0 and key != protect),
-                      next(key for key in self._pools if key != protect))
-        self._pools.pop(victim).close()
-
-    def _discard(self, pool: AsyncPool) -> None:
-        for key, candidate in list(self._pools.items()):
-            if candidate is pool:
-                del self._pools[key]
-        pool.close()
+        return self.registry.checkout(self.registry.key(target, login.username, login.password, login.database),
+                                      create)
 
     def _restart(self, loop: asyncio.AbstractEventLoop) -> None:
         if current_pid() == self._pid:
             self.close()  # pools of a loop that is gone: their connections can only be closed
         else:
-            self._pools.clear()  # a forked child: the parent's connections are the parent's
+            self.registry.after_fork()  # a forked child: the parent's connections are the parent's
         self._loop, self._pid = loop, current_pid()
         interval = min(max(self._options.idle_timeout / 4, 0.05), 5.0)
         self._reaper = loop.call_later(interval, self._reap, interval)
 
     def _reap(self, interval: float) -> None:
-        now = time.monotonic()
-        for key, pool in list(self._pools.items()):
-            pool.reap(now)
-            if pool.in_use == 0 and now - pool.last_used >= self._options.engine_idle_timeout:
-                del self._pools[key]
-                pool.close()
+        self.registry.reap()
         if self._loop is not None and not self._loop.is_closed():
             self._reaper = self._loop.call_later(interval, self._reap, interval)
 
-    def stats(self) -> dict[str, int]:
-        return {"engines": len(self._pools), "open_connections": sum(p.open for p in self._pools.values()),
-                "checked_out": sum(p.in_use for p in self._pools.values())}
+    def stats(self) -> PoolStats:
+        return self.registry.stats()
 
     def close(self) -> None:
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
-        pools = list(self._pools.values())
-        self._pools.clear()
-        for pool in pools:
-            pool.close()
+        self.registry.close()
 
     # -- one piece of work -----------------------------------------------------------------------------------------
 
@@ -271,12 +248,11 @@ class AsyncPostgres:
         session = self._executor.session(work)
         loop = asyncio.get_running_loop()
         pool = self._pool(loop, work.target, login)
-        pool.in_use += 1
         try:
             try:
                 connection = await pool.acquire(loop)
             except (errors.AuthenticationFailed, errors.PermissionDenied, errors.UnknownDatabase):
-                self._discard(pool)  # failed logins must not fill the cache
+                self.registry.discard(pool)  # failed logins must not fill the cache
                 raise
             healthy = False
             try:
@@ -289,8 +265,7 @@ class AsyncPostgres:
             finally:
                 pool.release(connection, healthy=healthy and await _leave_no_transaction(connection))
         finally:
-            pool.in_use -= 1
-            pool.last_used = time.monotonic()
+            self.registry.checkin(pool)
 
     async def _execute(self, loop: asyncio.AbstractEventLoop, connection: Any, cursor: Any, work: Work,
                        builder: ResultBuilder, session: Session) -> Any:
