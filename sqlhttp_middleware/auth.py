@@ -14,6 +14,11 @@ Three ways to authenticate, per target:
 
 Repeated failed logins for one (client address, target, username) are refused with 429 before the database is
 contacted, so the endpoint cannot be used to guess passwords or to lock a real database account.
+
+The whole sequence (the brake, the checks, the work, counting a failure) is written once, in
+:meth:`Authenticator.attempt`, as steps that say whether they may block; :func:`run_steps` runs them in place,
+:func:`run_steps_async` on an event loop, sending the blocking ones (a password hash, the hook, a Redis round trip)
+to a thread and awaiting the work when it is a coroutine.
 """
 
 from __future__ import annotations
@@ -23,18 +28,29 @@ import contextlib
 import functools
 import hashlib
 import hmac
+import inspect
 import math
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import errors
 from .state import Storage, StorageUnavailable
 
-__all__ = ["AuthContext", "Authenticator", "hash_api_key", "hash_password", "verify_secret"]
+if TYPE_CHECKING:
+    from .engine.work import Login, Work
+    from .http import Request
+
+__all__ = ["AuthContext", "Authenticator", "hash_api_key", "hash_password", "run_steps", "run_steps_async",
+           "verify_secret"]
+
+T = TypeVar("T")
+Step = tuple[Callable[[], Any], bool]  # a call, and whether it may block (run it on a thread on an event loop)
+Steps = Generator[Step, Any, T]
 
 PBKDF2 = "pbkdf2_sha256"
 PBKDF2_ITERATIONS = 600_000
@@ -85,11 +101,13 @@ Hook = Callable[[AuthContext], Any]
 
 
 class Authenticator:
-    def __init__(self, *, hook: Hook | None, attempts: int, window: float, storage: Callable[[], Storage]) -> None:
+    def __init__(self, *, hook: Hook | None, attempts: int, window: float, storage: Callable[[], Storage],
+                 storage_blocks: bool = False) -> None:
         self._hook = hook
         self._attempts = attempts
         self._window = window
         self._storage = storage
+        self._storage_blocks = storage_blocks
         # Successful slow-hash checks, keyed by a keyed digest of the login: a right password costs one PBKDF2.
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._verified_lock = threading.Lock()
@@ -121,6 +139,55 @@ class Authenticator:
             self._storage().acquire_sliding_window_entry(
                 self._throttle_key(client, target, username), 1 << 62, self._window
             )
+
+    # -- the whole login, once ------------------------------------------------------------------------------------
+
+    def attempt(self, request: Request, work: Work, client: str, run: Callable[[Login], Any]) -> Steps[Any]:
+        """Brake, authenticate, ``run(login)``, and count a failed login, whether we or the database refused it.
+
+        ``run`` may return an awaitable (the async executor's): :func:`run_steps_async` awaits it.
+        """
+        target, username = work.target, work.claim.username
+        yield partial(self.check_throttle, client, target.name, username), self._storage_blocks
+        try:
+            login = yield partial(self.authenticate, request, work, client), not self.is_quick(request, work)
+            result = yield partial(run, login), False
+        except errors.AuthenticationFailed:
+            yield partial(self.record_failure, client, target.name, username), self._storage_blocks
+            raise
+        return result
+
+    def is_quick(self, request: Request, work: Work) -> bool:
+        """True when authenticating this request cannot block: no hook, no password hash to compute."""
+        target, claim = work.target, work.claim
+        if self._hook is not None or self._storage_blocks:
+            return False
+        if target.family != "sqlite" and not target.server_login:
+            return True  # the database checks the login
+        if request.headers.get("authorization") is not None and target.api_keys:
+            return not any(stored.startswith(PBKDF2 + "$") for stored in target.api_keys.values())
+        return not target.users or self.login_is_quick(target.name, target.users, claim.username, claim.password)
+
+    def authenticate(self, request: Request, work: Work, client: str) -> Login:
+        from .engine.work import Login
+
+        target, claim = work.target, work.claim
+        if self._hook is not None:
+            self.authorize(AuthContext(
+                method=request.method, path=request.path, headers=request.headers, client=client,
+                target=target.name, username=claim.username, database=claim.database, sql=work.sql,
+            ))
+        if target.family != "sqlite" and not target.server_login:
+            return Login(claim.username, claim.password, claim.database)  # the database checks it
+        authorization = request.headers.get("authorization")
+        if authorization is not None and target.api_keys:
+            self.check_api_key(target.name, target.api_keys, authorization)
+        elif target.users:
+            self.check_login(target.name, target.users, claim.username, claim.password)
+        elif self._hook is None:
+            raise errors.AuthenticationFailed(f"target {target.name!r} takes an API key: send Authorization: Bearer")
+        url = target.url
+        return Login(url.username or "", url.password or "", url.database or claim.database)
 
     # -- checks ---------------------------------------------------------------------------------------------------
 
@@ -173,6 +240,38 @@ class Authenticator:
         if found is None:
             raise errors.AuthenticationFailed(f"the API key is not valid for target {target!r}")
         return found
+
+
+def run_steps(steps: Steps[T]) -> T:
+    """Run ``steps`` in place (the sync path)."""
+    try:
+        call, _ = next(steps)
+        while True:
+            try:
+                result = call()
+            except Exception as error:
+                call, _ = steps.throw(error)
+            else:
+                call, _ = steps.send(result)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def run_steps_async(steps: Steps[T], offload: Callable[[Callable[[], Any]], Awaitable[Any]]) -> T:
+    """Run ``steps`` on an event loop: the ones that may block through ``offload`` (a thread)."""
+    try:
+        call, blocks = next(steps)
+        while True:
+            try:
+                result = await offload(call) if blocks else call()
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception as error:
+                call, blocks = steps.throw(error)
+            else:
+                call, blocks = steps.send(result)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 @functools.cache

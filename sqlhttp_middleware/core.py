@@ -19,9 +19,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import errors
-from .auth import PBKDF2, AuthContext, Authenticator
+from .auth import Authenticator, run_steps, run_steps_async
 from .engine.executor import Executor
-from .engine.work import Login, Work
+from .engine.work import Work
 from .engines import EngineCache
 from .http import Cors, Request, Response
 from .options import Options
@@ -65,8 +65,10 @@ class SQLHTTPCore:
         self.cors = Cors(opts.cors_origins, [h for p in every for h in p.request_headers],
                          [h for p in every for h in p.exposed_headers])
         self.paths = frozenset(path for path in (opts.path, opts.openapi_path) if path)  # what this mount answers
+        # Counting in Redis is a network round trip: on the async path it goes to a thread.
+        self._storage_blocks = opts.rate_limit_storage.split(":", 1)[0] in ("redis", "rediss", "unix")
         self.auth = Authenticator(hook=opts.authorize, attempts=opts.login_attempts, window=opts.login_window,
-                                  storage=self.limiter.shared_storage)
+                                  storage=self.limiter.shared_storage, storage_blocks=self._storage_blocks)
         self.aio: AsyncPostgres | None = None
         if opts.async_postgres and any(t.family == "postgresql" for t in opts.targets.values()):
             from .engine.aio import AsyncPostgres
@@ -74,8 +76,6 @@ class SQLHTTPCore:
             self.aio = AsyncPostgres(self.executor, opts)
         self._inline_budget = opts.inline_budget
         self._gates: OrderedDict[tuple[str, str, str], asyncio.Semaphore] = OrderedDict()
-        # Counting in Redis is a network round trip: on the async path it goes to a thread.
-        self._storage_blocks = opts.rate_limit_storage.split(":", 1)[0] in ("redis", "rediss", "unix")
 
     # -- routing and the request head -----------------------------------------------------------------------------
 
@@ -181,25 +181,13 @@ class SQLHTTPCore:
         else:
             await gate.acquire()
         try:
-            if work.target.family == "sqlite" and self._inline_budget and self._quick_login(request, work):
+            if work.target.family == "sqlite" and self._inline_budget and self.auth.is_quick(request, work):
                 result = self._attempt(request, protocol, parsed, client, budget=self._inline_budget)
                 if not isinstance(result, errors.RunElsewhere):
                     return result
             return await offload(partial(self._attempt, request, protocol, parsed, client))
         finally:
             gate.release()
-
-    def _quick_login(self, request: Request, work: Work) -> bool:
-        """True when authenticating this request cannot block: no hook, no password hash to compute."""
-        target, claim = work.target, work.claim
-        if self.options.authorize is not None or self._storage_blocks:
-            return False
-        if target.family != "sqlite" and not target.server_login:
-            return True  # the database checks the login
-        if request.headers.get("authorization") is not None and target.api_keys:
-            return not any(stored.startswith(PBKDF2 + "$") for stored in target.api_keys.values())
-        return not target.users or self.auth.login_is_quick(target.name, target.users, claim.username,
-                                                            claim.password)
 
     def _gate(self, work: Work) -> asyncio.Semaphore:
         """At most ``pool_size`` requests in the threads per target, login and database (roughly, per engine)."""
@@ -238,43 +226,22 @@ class SQLHTTPCore:
                  budget: float | None = None) -> Any:
         """Authenticate (behind the brute-force brake), then run; the answer's body, or the exception."""
         work = parsed.work
-        target, username = work.target, work.claim.username
+        builder = protocol.builder(parsed, self.executor.limits[work.target.name])
         try:
-            self.auth.check_throttle(client, target.name, username)
-            try:
-                login = self._authenticate(request, work, client)
-                return self.executor.run(work, login, protocol.builder(parsed, self.executor.limits[target.name]),
-                                         budget=budget)
-            except errors.AuthenticationFailed:
-                self.auth.record_failure(client, target.name, username)
-                raise
+            return run_steps(self.auth.attempt(request, work, client,
+                                               partial(self.executor.run, work, builder=builder, budget=budget)))
         except Exception as error:  # answered by _answer
             return error
 
     async def _attempt_async(self, request: Request, protocol: Protocol[Any], parsed: Parsed, client: str,
                              offload: Offload[Any]) -> Any:
+        """:meth:`_attempt` on the event loop, PostgreSQL's work included (``async_postgres``)."""
         assert self.aio is not None
         work = parsed.work
-        target, username = work.target, work.claim.username
-        blocking = self._storage_blocks
+        builder = protocol.builder(parsed, self.executor.limits[work.target.name])
         try:
-            if blocking:
-                await offload(partial(self.auth.check_throttle, client, target.name, username))
-            else:
-                self.auth.check_throttle(client, target.name, username)
-            try:
-                if self._quick_login(request, work):
-                    login = self._authenticate(request, work, client)
-                else:  # a password hash, or the host's hook
-                    login = await offload(partial(self._authenticate, request, work, client))
-                builder = protocol.builder(parsed, self.executor.limits[target.name])
-                return await self.aio.run(work, login, builder)
-            except errors.AuthenticationFailed:
-                if blocking:
-                    await offload(partial(self.auth.record_failure, client, target.name, username))
-                else:
-                    self.auth.record_failure(client, target.name, username)
-                raise
+            return await run_steps_async(self.auth.attempt(request, work, client,
+                                                           partial(self.aio.run, work, builder=builder)), offload)
         except Exception as error:  # answered by _answer
             return error
 
@@ -295,25 +262,6 @@ class SQLHTTPCore:
             response.headers.extend(admission.header_items())
         self.cors.decorate(response, request.headers)
         return response
-
-    def _authenticate(self, request: Request, work: Work, client: str) -> Login:
-        target, claim = work.target, work.claim
-        if self.options.authorize is not None:
-            self.auth.authorize(AuthContext(
-                method=request.method, path=request.path, headers=request.headers, client=client,
-                target=target.name, username=claim.username, database=claim.database, sql=work.sql,
-            ))
-        if target.family != "sqlite" and not target.server_login:
-            return Login(claim.username, claim.password, claim.database)  # the database checks it
-        authorization = request.headers.get("authorization")
-        if authorization is not None and target.api_keys:
-            self.auth.check_api_key(target.name, target.api_keys, authorization)
-        elif target.users:
-            self.auth.check_login(target.name, target.users, claim.username, claim.password)
-        elif self.options.authorize is None:
-            raise errors.AuthenticationFailed(f"target {target.name!r} takes an API key: send Authorization: Bearer")
-        url = target.url
-        return Login(url.username or "", url.password or "", url.database or claim.database)
 
     # -- answers --------------------------------------------------------------------------------------------------
 

@@ -77,6 +77,10 @@ def cursor_class(*, asynchronous: bool = False, numeric: bool = False, text: boo
                 self._adapters = psycopg.adapt.AdaptersMap(_text_adapters())
 
         def _execute_send(self, query: Any, *, force_extended: bool = False, binary: bool | None = None) -> None:
+            if numeric:
+                # Declare no parameter types in Parse, as node-postgres does: the server infers each, and a value
+                # too many answers the server's own 08P01, not "could not determine data type of parameter".
+                query.types = None
             super()._execute_send(query, force_extended=True, binary=binary)  # type: ignore[misc]
 
         def _stream_fetchone_gen(self, first: bool) -> Any:

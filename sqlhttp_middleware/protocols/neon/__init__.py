@@ -236,7 +236,9 @@ def _statement(item: dict[str, Any], where: str) -> Statement:
     try:
         values = [pg_text_param(value) for value in params]
     except ValueError as exc:
-        raise errors.BindingError(f"{where}: {exc}") from None
+        error = errors.BindingError(f"{where}: {exc}")
+        error.sqlstate = "22021"  # what PostgreSQL answers node-postgres for a NUL in a text parameter
+        raise error from None
     return Statement(query, values, "numeric")
 
 
@@ -245,7 +247,8 @@ def pg_text_param(value: Any) -> str | None:
     are, numbers and booleans as written, arrays as array literals, objects as JSON."""
     if value is None or isinstance(value, str):
         if isinstance(value, str) and "\x00" in value:
-            raise ValueError("a parameter contains a NUL character, which PostgreSQL text cannot hold")
+            raise ValueError('a parameter contains a NUL character (invalid byte sequence for encoding "UTF8": '
+                             "0x00); PostgreSQL text cannot hold one")
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
