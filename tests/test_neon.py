@@ -215,7 +215,7 @@ def test_sql_errors_carry_the_sqlstate_and_the_server_fields(core: SQLHTTPCore, 
 ])
 def test_bad_bodies_answer_400_in_neon_shape(core: SQLHTTPCore, pg_database: Database, body: Any,
                                              words: list[str]) -> None:
-    code = "22021" if body == {"query": "SELECT $1", "params": ["a\x00b"]} else ""  # PostgreSQL's, for node-postgres
+    code = "22021" if body == {"query": "SELECT $1", "params": ["a\x00b"]} else ""  # PostgreSQL's code for it
     assert_neon_error(send(core, body, neon_headers(pg_database)), 400, code, *words)
 
 
@@ -357,3 +357,10 @@ def test_a_mount_answers_neon_errors_in_neon_shape(neon_client: Client, pg_datab
         "Origin": "https://app.example"})
     assert reply.status == 400 and set(reply.json()) == NEON_FIELDS and reply.json()["code"] == "42P01"
     assert reply.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_a_read_only_batch_on_a_writable_target_says_so(core: SQLHTTPCore, pg_database: Database) -> None:
+    response = send(core, {"queries": [{"query": "CREATE TEMP TABLE neon_ro_batch (x int)"}]},
+                    neon_headers(pg_database, **{"neon-batch-read-only": "true"}))
+    body = assert_neon_error(response, 400, "25006", "the batch is read-only")
+    assert "target" not in body["message"]

@@ -301,6 +301,8 @@ class AsyncPostgres:
             error = _SUPPORT.translate_error(exc, session.timeout)
             if in_batch:
                 error.statement = index
+                if isinstance(error, errors.ReadOnlyTarget) and not session.read_only:
+                    error.message = f"the batch is read-only: {error.message.split(': ', 1)[-1]}"
             raise error from None
         finally:
             timer.cancel()

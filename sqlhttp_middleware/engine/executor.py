@@ -143,6 +143,8 @@ class Executor:
             error = support.translate_error(exc, session.timeout)
             if in_batch:
                 error.statement = index
+                if isinstance(error, errors.ReadOnlyTarget) and not session.read_only:
+                    error.message = f"the batch is read-only: {error.message.split(': ', 1)[-1]}"
             raise error from None
         except errors.SQLHTTPError:
             self._leave_no_transaction(lease, support, in_batch)
