@@ -18,13 +18,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from typing_extensions import Unpack
+
 from . import errors
 from .auth import Authenticator, run_steps, run_steps_async
 from .engine.executor import Executor
 from .engine.work import Work
 from .engines import EngineCache
 from .http import Cors, Request, Response
-from .options import Options
+from .options import OptionKeywords, Options
 from .protocols import Neon, PolyScale, Protocol
 from .protocols.polyscale import openapi_document
 from .ratelimit import Admission, RateLimiter, client_address, namespace_for
@@ -46,7 +48,7 @@ _Admitted = tuple[Protocol[Any], Admission, str, "Parsed"]
 class SQLHTTPCore:
     """Everything the middleware does, minus the web framework."""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, **options: Unpack[OptionKeywords]) -> None:
         self.options = Options.from_kwargs(**options)
         self.engines = EngineCache(self.options)
         self.executor = Executor(self.engines, self.options)
@@ -66,7 +68,7 @@ class SQLHTTPCore:
                          [h for p in every for h in p.exposed_headers])
         self.paths = frozenset(path for path in (opts.path, opts.openapi_path) if path)  # what this mount answers
         # Counting in Redis is a network round trip: on the async path it goes to a thread.
-        self._storage_blocks = opts.rate_limit_storage.split(":", 1)[0] in ("redis", "rediss", "unix")
+        self._storage_blocks = self.limiter.blocks
         self.auth = Authenticator(hook=opts.authorize, attempts=opts.login_attempts, window=opts.login_window,
                                   storage=self.limiter.shared_storage, storage_blocks=self._storage_blocks)
         self.aio: AsyncPostgres | None = None

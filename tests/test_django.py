@@ -14,9 +14,10 @@ import threading
 import time
 import urllib.request
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from django.core.checks import CheckMessage, run_checks
@@ -37,6 +38,7 @@ from .support import PASSWORD, ROOT, SQLITE_PASSWORD, SQLITE_USER, Client, Datab
 from .support.django import CSRF, DJANGO_MIDDLEWARE, MIDDLEWARE, OURS, host_view, make_django_client
 
 SECRET = "s3cret-Django-pw"  # must never appear in a check's message
+T = TypeVar("T")
 
 
 def sqlhttp_messages() -> list[CheckMessage]:
@@ -323,33 +325,46 @@ def test_disallowed_host_is_refused_before_the_core(django_client: Any, sqlite_d
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     client = django_client(targets=targets_for(sqlite_database))
     calls: list[Request] = []
+
+    async def handle_async(request: Request, offload: Any) -> Response:
+        calls.append(request)
+        raise AssertionError("the core was reached")
+
     monkeypatch.setattr(client.core, "handle", calls.append)
+    monkeypatch.setattr(client.core, "handle_async", handle_async)
     reply = client.post(sqlite_database.body("select 1"), headers={"Host": "attacker.example"})
     assert reply.status == 400 and calls == []
 
 
 def test_async_work_runs_on_our_bounded_pool_off_the_loop(sqlite_database: Database,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    client = make_django_client({"targets": targets_for(sqlite_database), "executor_threads": 2},
-                                asynchronous=True)
+    """What the async path hands off (here every SQLite statement: ``inline_budget`` 0) runs on the middleware's own
+    pool of ``executor_threads`` threads: not on the loop's thread, not on ``sync_to_async``'s, never more at once."""
+    threads: list[threading.Thread] = []
+    running, peak, lock = 0, 0, threading.Lock()
+
+    class Recording(ThreadPoolExecutor):
+        def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+            def run() -> T:
+                nonlocal running, peak
+                with lock:
+                    threads.append(threading.current_thread())
+                    running += 1
+                    peak = max(peak, running)
+                try:
+                    time.sleep(0.1)
+                    return fn(*args, **kwargs)
+                finally:
+                    with lock:
+                        running -= 1
+
+            return super().submit(run)
+
+    monkeypatch.setattr("sqlhttp_middleware.django.middleware.ThreadPoolExecutor", Recording)
+    # pool_size 4: the core lets four requests at the threads, so only the executor can hold them to two.
+    client = make_django_client({"targets": targets_for(sqlite_database), "executor_threads": 2, "pool_size": 4,
+                                 "inline_budget": 0}, asynchronous=True)
     try:
-        core = client.core
-        real_handle = core.handle
-        threads: list[threading.Thread] = []
-        running, peak, lock = 0, 0, threading.Lock()
-
-        def handle(request: Request, **options: Any) -> Response:
-            nonlocal running, peak
-            with lock:
-                threads.append(threading.current_thread())
-                running += 1
-                peak = max(peak, running)
-            time.sleep(0.1)
-            with lock:
-                running -= 1
-            return real_handle(request, **options)
-
-        monkeypatch.setattr(core, "handle", handle)
         body = json.dumps(sqlite_database.body("select 1 as one"))
         http = AsyncClient()
 
@@ -360,11 +375,43 @@ def test_async_work_runs_on_our_bounded_pool_off_the_loop(sqlite_database: Datab
 
         loop_thread, replies = asyncio.run(six())
         assert [json.loads(reply.content) for reply in replies] == [[{"one": 1}]] * 6
+        assert len(threads) == 6  # every statement was handed off, here
         assert loop_thread not in {thread.ident for thread in threads}
         assert all(thread.name.startswith("sqlhttp") for thread in threads)  # ours, not sync_to_async's
         assert len({thread.ident for thread in threads}) <= 2 and peak == 2
     finally:
-        client.closers[0]()
+        client.close()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_under_asgi_postgresql_runs_on_the_event_loop(pg_database: Database, sqlite_database: Database,
+                                                      asynchronous: bool) -> None:
+    """In async mode the middleware takes the core's async path: PostgreSQL through psycopg's async pools on the
+    loop (``core.aio``), SQLite through the sync engines, both answering as in sync mode, where ``core.aio`` is
+    never used."""
+    client = make_django_client({"targets": targets_for(pg_database, sqlite_database)}, asynchronous=asynchronous)
+    try:
+        aio = client.core.aio
+        assert aio is not None  # async_postgres is on by default
+        ran_on: list[str] = []
+        run = aio.run
+
+        async def recording(*args: Any, **kwargs: Any) -> Any:
+            ran_on.append(threading.current_thread().name)
+            return await run(*args, **kwargs)
+
+        aio.run = recording
+        reply = client.query(pg_database, "select 1 as one, current_user as who")
+        assert (reply.status, reply.json()) == (200, [{"one": 1, "who": pg_database.username}])
+        reply = client.query(sqlite_database, "select 2 as two")
+        assert (reply.status, reply.json()) == (200, [{"two": 2}])
+        if asynchronous:
+            assert len(ran_on) == 1 and not ran_on[0].startswith("sqlhttp")  # awaited on the loop's own thread
+            assert aio.stats()["engines"] == 1  # the async pool for the PostgreSQL login
+        else:
+            assert ran_on == [] and aio.stats()["engines"] == 0
+    finally:
+        client.close()
 
 
 def test_body_is_read_at_most_limit_plus_one(sqlite_database: Database) -> None:

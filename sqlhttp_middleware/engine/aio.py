@@ -37,6 +37,7 @@ from ..dialects.postgresql import (
 from ..options import Options, ResolvedTarget
 from ..pools import PoolRegistry, PoolStats
 from .executor import BATCH, Executor, check_batch
+from .waiting import loop_connection_class, unregister
 from .work import Login, ResultBuilder, Statement, Work
 
 __all__ = ["AsyncPool", "AsyncPostgres"]
@@ -107,7 +108,7 @@ class AsyncPool:
         import psycopg
 
         try:
-            connection = await psycopg.AsyncConnection.connect(
+            connection = await loop_connection_class().connect(
                 **self._kwargs, autocommit=True, cursor_factory=async_single_statement_cursor())
         except psycopg.Error as exc:
             raise _SUPPORT.translate_connect_error(exc, self.target.name, self.username) from None
@@ -186,6 +187,7 @@ def _expire(waiter: asyncio.Future[Any]) -> None:
 
 def _finish(connection: Any) -> None:
     # libpq's PQfinish: sends Terminate and closes the socket. Synchronous, so it works from close() too.
+    unregister(connection)
     if not connection.closed:
         connection.pgconn.finish()
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import django
 from anyio.from_thread import start_blocking_portal
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.test import AsyncClient
@@ -109,6 +110,10 @@ class DjangoMount:
 _open = threading.Lock()  # held while a Django client is open: settings are process-wide
 
 
+def _nothing() -> None:
+    pass
+
+
 def make_django_client(options: dict[str, Any], *, asynchronous: bool = False) -> Client:
     """A :class:`Client` over Django's test client (``AsyncClient`` when ``asynchronous``).
 
@@ -128,6 +133,12 @@ def make_django_client(options: dict[str, Any], *, asynchronous: bool = False) -
         raise
     loop = contextlib.ExitStack()
     portal = loop.enter_context(start_blocking_portal()) if asynchronous else None
+    if portal is not None:
+        # The threads Django's async handler runs its sync parts on (signals, response.close): the loop's default
+        # executor and asgiref's thread-sensitive one. Started now, with the server, so that a test counting the
+        # threads requests leave behind counts only the middleware's, as it does on the ASGI mount.
+        portal.call(sync_to_async(_nothing, thread_sensitive=False))
+        portal.call(sync_to_async(_nothing))
     http = AsyncClient() if asynchronous else DjangoTestClient()
 
     def send(method: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
