@@ -88,6 +88,7 @@ SERVERS = {
     "ours-asgi": ("uvicorn", "bench.apps.ours:asgi_app"),
     "ours-wsgi": ("gunicorn", "bench.apps.ours:wsgi_app"),
     "starlette-asyncpg": ("uvicorn", "bench.apps.baselines:starlette_app"),
+    "bare-asyncpg": ("uvicorn", "bench.apps.baselines:bare_app"),
     "flask-sqlalchemy": ("gunicorn", "bench.apps.baselines:flask_app"),
     "flask-bare": ("gunicorn", "bench.apps.ours:flask_bare"),
     "flask-mounted": ("gunicorn", "bench.apps.ours:flask_mounted"),
@@ -167,7 +168,7 @@ def case(server: str, database: str, workload: str) -> Case:
         query = sql.replace("?", "'bench'")
         return Case(server, database, workload, "GET",
                     f"/{SQLITE.stem}.json?" + urlencode({"sql": query, "_shape": "array"}), None)
-    if server == "starlette-asyncpg":
+    if server in ("starlette-asyncpg", "bare-asyncpg"):
         body = {"sql": sql.replace("?", "$1"), "bindings": bindings or []}
     elif server == "flask-sqlalchemy":
         body = {"sql": sql.replace("?", "%s"), "bindings": bindings or []}
@@ -458,6 +459,8 @@ GOALS = [
      ("ours-wsgi", "pg", "neon-select1"), ("ours-wsgi", "pg", "select1"), 1.0, "ratio"),
     ("neon-wsgi-rows100", "Neon's protocol no slower than PolyScale's: WSGI, PostgreSQL 100 rows (16 clients)",
      ("ours-wsgi", "pg", "neon-rows100"), ("ours-wsgi", "pg", "rows100"), 1.0, "ratio"),
+    ("floor", "Reference, not a goal: ASGI, PostgreSQL `SELECT 1` against a bare ASGI callable on asyncpg",
+     ("ours-asgi", "pg", "select1"), ("bare-asyncpg", "pg", "select1"), 0.0, "ratio"),
 ]
 
 

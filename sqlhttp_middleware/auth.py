@@ -49,7 +49,9 @@ __all__ = ["AuthContext", "Authenticator", "hash_api_key", "hash_password", "run
            "verify_secret"]
 
 T = TypeVar("T")
-Step = tuple[Callable[[], Any], bool]  # a call, and whether it may block (run it on a thread on an event loop)
+# A call, and how an event loop runs it: INLINE, on a thread (BLOCKS), or awaiting what it returns (AWAITS).
+INLINE, BLOCKS, AWAITS = 0, 1, 2
+Step = tuple[Callable[[], Any], int]
 Steps = Generator[Step, Any, T]
 
 PBKDF2 = "pbkdf2_sha256"
@@ -145,15 +147,17 @@ class Authenticator:
     def attempt(self, request: Request, work: Work, client: str, run: Callable[[Login], Any]) -> Steps[Any]:
         """Brake, authenticate, ``run(login)``, and count a failed login, whether we or the database refused it.
 
-        ``run`` may return an awaitable (the async executor's): :func:`run_steps_async` awaits it.
+        ``run`` may return an awaitable (the async executor's run): :func:`run_steps_async` awaits it.
         """
         target, username = work.target, work.claim.username
-        yield partial(self.check_throttle, client, target.name, username), self._storage_blocks
+        storage = BLOCKS if self._storage_blocks else INLINE
+        yield partial(self.check_throttle, client, target.name, username), storage
         try:
-            login = yield partial(self.authenticate, request, work, client), not self.is_quick(request, work)
-            result = yield partial(run, login), False
+            login = yield (partial(self.authenticate, request, work, client),
+                           INLINE if self.is_quick(request, work) else BLOCKS)
+            result = yield partial(run, login), AWAITS
         except errors.AuthenticationFailed:
-            yield partial(self.record_failure, client, target.name, username), self._storage_blocks
+            yield partial(self.record_failure, client, target.name, username), storage
             raise
         return result
 
@@ -260,16 +264,21 @@ def run_steps(steps: Steps[T]) -> T:
 async def run_steps_async(steps: Steps[T], offload: Callable[[Callable[[], Any]], Awaitable[Any]]) -> T:
     """Run ``steps`` on an event loop: the ones that may block through ``offload`` (a thread)."""
     try:
-        call, blocks = next(steps)
+        call, mode = next(steps)
         while True:
             try:
-                result = await offload(call) if blocks else call()
-                if inspect.isawaitable(result):
-                    result = await result
+                if mode == INLINE:
+                    result = call()
+                elif mode == BLOCKS:
+                    result = await offload(call)
+                else:
+                    result = call()
+                    if inspect.isawaitable(result):
+                        result = await result
             except Exception as error:
-                call, blocks = steps.throw(error)
+                call, mode = steps.throw(error)
             else:
-                call, blocks = steps.send(result)
+                call, mode = steps.send(result)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 

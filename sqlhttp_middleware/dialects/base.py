@@ -83,6 +83,10 @@ class DialectSupport:
         """The database's own word for what the statement did (PostgreSQL's command tag), where it has one."""
         return None
 
+    def names(self, cursor: Any) -> list[str]:
+        description = cursor.description
+        return [column[0] for column in description] if description else []
+
     def abandon(self, lease: Any, cursor: Any, batches: Iterator[Any]) -> None:
         """Stop reading a result before its end (a cap was reached) without reading the rest."""
         cursor.close()
@@ -206,8 +210,7 @@ class CursorInfo:
 
     @property
     def names(self) -> list[str]:
-        description = self.cursor.description
-        return [column[0] for column in description] if description else []
+        return self.support.names(self.cursor)
 
     def columns(self) -> list[Column]:
         return self.support.columns(self.cursor) if self.cursor.description else []

@@ -192,6 +192,13 @@ class PostgreSQLSupport(DialectSupport):
     def command(self, cursor: Any) -> str | None:
         return cursor.statusmessage  # type: ignore[no-any-return]
 
+    def names(self, cursor: Any) -> list[str]:
+        # Straight from the result, without the Column objects psycopg's description builds at every call.
+        result = cursor.pgresult
+        if result is None or not result.nfields:
+            return []
+        return [result.fname(index).decode("utf-8", "replace") for index in range(result.nfields)]
+
     def abandon(self, lease: Any, cursor: Any, batches: Iterator[Any]) -> None:
         # Closing psycopg's stream cancels the query on the server and discards what is in flight.
         close = getattr(batches, "close", None)

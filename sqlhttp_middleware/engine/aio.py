@@ -21,6 +21,9 @@ import time
 from collections import deque
 from typing import Any
 
+import psycopg
+from psycopg.pq import TransactionStatus
+
 from .. import errors
 from .._process import current_pid
 from ..dialects.base import CursorInfo, Session, first_keyword
@@ -105,8 +108,6 @@ class AsyncPool:
                 self._waiters.remove(waiter)
 
     async def _connect(self) -> Any:
-        import psycopg
-
         try:
             connection = await loop_connection_class().connect(
                 **self._kwargs, autocommit=True, cursor_factory=async_single_statement_cursor())
@@ -271,8 +272,6 @@ class AsyncPostgres:
 
     async def _execute(self, loop: asyncio.AbstractEventLoop, connection: Any, cursor: Any, work: Work,
                        builder: ResultBuilder, session: Session) -> Any:
-        import psycopg
-
         cancels: list[asyncio.Task[None]] = []
 
         def cancel() -> None:  # the deadline: the server stops the statement, which then fails with 57014
@@ -347,8 +346,6 @@ def _ended(index: int) -> errors.SQLHTTPError:
 async def _stream(cursor: Any, sql: str, params: list[Any], builder: ResultBuilder, index: int,
                   info: CursorInfo) -> None:
     """Feed the builder from libpq's row-by-row mode; stop reading (and cancel the rest) at a cap."""
-    import psycopg
-
     rows: list[Any] = []
     begun = False
     stream = cursor.stream(sql, params, size=BATCH)
@@ -376,8 +373,6 @@ async def _stream(cursor: Any, sql: str, params: list[Any], builder: ResultBuild
 
 async def _leave_no_transaction(connection: Any) -> bool:
     """Roll back a transaction the statement opened (``BEGIN``). False: the connection is not fit to reuse."""
-    from psycopg.pq import TransactionStatus
-
     if connection.closed or connection.broken:
         return False
     try:

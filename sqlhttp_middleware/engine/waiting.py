@@ -6,10 +6,10 @@ CPU per query on a 2-core VM (measured: 44 µs against 27 µs per ``SELECT 1``).
 socket registered for reading from one query to the next, so a query costs one future; the write side (nearly
 always ready at once) is checked with a zero-timeout poll, as psycopg does.
 
-A registered socket that becomes readable while nobody waits (the server closed the connection, or sent a notice)
-is unregistered at once, so the loop never spins on it; the liveness poll at checkout then sees it. The socket is
-unregistered before the connection is closed. A wait that is interrupted (the request went away) cancels the
-query on the server and drains it with psycopg's own wait, as psycopg's ``AsyncConnection.wait`` does.
+A registered socket that stays readable while nobody waits (the server closed the connection, or sent a notice) is
+unregistered at its second readiness, so the loop never spins on it; the liveness poll at checkout then sees it.
+The socket is unregistered before the connection is closed. A wait that is interrupted (the request went away)
+cancels the query on the server and drains it with psycopg's own wait, as psycopg's ``AsyncConnection.wait`` does.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def loop_connection_class() -> Any:
         _sqlhttp_loop: asyncio.AbstractEventLoop | None = None
         _sqlhttp_fd = -1  # the socket registered with the loop, or -1
         _sqlhttp_waiter: asyncio.Future[None] | None = None
+        _sqlhttp_busy = False  # inside wait(): readable until the woken task has read (epoll is level-triggered)
+        _sqlhttp_idle_events = 0
 
         def _sqlhttp_readable(self) -> None:
             waiter = self._sqlhttp_waiter
@@ -47,13 +49,20 @@ def loop_connection_class() -> Any:
                 self._sqlhttp_waiter = None
                 if not waiter.done():
                     waiter.set_result(None)
-            else:  # readable while idle: stop watching; the checkout's liveness poll will see why
-                unregister(self)
+            elif not self._sqlhttp_busy:
+                # Readable while idle. Once may be a readiness the loop saw before the woken task read its data
+                # (level-triggered, queued behind the task); twice in a row is real (the server closed, or sent a
+                # notice): stop watching, and the checkout's liveness poll will see why.
+                self._sqlhttp_idle_events += 1
+                if self._sqlhttp_idle_events > 1:
+                    unregister(self)
 
         async def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
             if timeout is not None:  # only psycopg's own cancel paths ask for one
                 unregister(self)
                 return await super().wait(gen, interval, timeout)
+            self._sqlhttp_busy = True
+            self._sqlhttp_idle_events = 0
             try:
                 state = next(gen)
                 while True:
@@ -88,6 +97,8 @@ def loop_connection_class() -> Any:
                 if self.pgconn.transaction_status == active:
                     await self._sqlhttp_cancel(gen, interval)
                 raise
+            finally:
+                self._sqlhttp_busy = False
 
         async def _sqlhttp_cancel(self, gen: Any, interval: float) -> None:
             """What psycopg does for an interrupted wait: cancel the query, drain it, or give the connection up."""

@@ -51,7 +51,9 @@ class PolyScale(Protocol[PolyScaleQuery]):
         if not isinstance(document, dict):
             raise errors.BadRequest("the request body must be a JSON object")
         for name in _STRING_FIELDS:
-            _string(document, name)
+            value = document.get(name)
+            if type(value) is not str or not value:
+                _string(document, name)  # says what is wrong with it
         batch = document.get("batch")
         if batch is not None and "sql" in document:
             raise errors.BadRequest("send either 'sql' or 'batch', not both", field="batch")
