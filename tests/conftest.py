@@ -18,6 +18,7 @@ from sqlalchemy_utils import create_database, drop_database
 from . import support
 from .support import (
     DATABASES,
+    ENGINE_PATHS,
     MOUNTS,
     MYSQL_ADMIN,
     MYSQL_USER,
@@ -94,29 +95,45 @@ def portal() -> Iterator[BlockingPortal]:
         yield blocking_portal
 
 
-@pytest.fixture(params=MOUNTS)
-def make_client(request: pytest.FixtureRequest, portal: BlockingPortal) -> Iterator[Callable[..., Client]]:
-    """Build a client over a middleware with the given options, on the parametrized mount.
-
-    Django's settings are process-wide, so a test makes one client at a time on the Django mounts.
-    """
+def _client_factory(kind: str, portal: BlockingPortal) -> tuple[Callable[..., Client], list[Client]]:
     made: list[Client] = []
 
     def make(**options: Any) -> Client:
         # Counts (rate limit, failed logins) kept per middleware, so tests cannot see each other's; the tests of
         # shared storage say so explicitly.
         options.setdefault("rate_limit_storage", "memory")
-        if request.param == "wsgi":
+        if kind == "wsgi":
             client = make_wsgi_client(options)
-        elif request.param == "asgi":
+        elif kind == "asgi":
             client = make_asgi_client(options, portal)
         else:
             from .support.django import make_django_client  # here: importing it configures Django
 
-            client = make_django_client(options, asynchronous=request.param == "django-async")
+            client = make_django_client(options, asynchronous=kind == "django-async")
         made.append(client)
         return client
 
+    return make, made
+
+
+@pytest.fixture(params=MOUNTS)
+def make_client(request: pytest.FixtureRequest, portal: BlockingPortal) -> Iterator[Callable[..., Client]]:
+    """Build a client over a middleware with the given options, on the parametrized mount.
+
+    Django's settings are process-wide, so a test makes one client at a time on the Django mounts.
+    """
+    make, made = _client_factory(request.param, portal)
+    yield make
+    for client in made:
+        for close in client.closers:
+            close()
+
+
+@pytest.fixture(params=ENGINE_PATHS)
+def make_engine_client(request: pytest.FixtureRequest, portal: BlockingPortal) -> Iterator[Callable[..., Client]]:
+    """:func:`make_client` on the WSGI and ASGI mounts only: the sync and the async paths through the core, which
+    the Django mounts run too. For behaviour of the engine (pools, deadlines, caps, batches), not of a mount."""
+    make, made = _client_factory(request.param, portal)
     yield make
     for client in made:
         for close in client.closers:

@@ -15,6 +15,13 @@ from sqlhttp_middleware.options import Target
 from .support import SQLITE_PASSWORD, SQLITE_USER, Client, Database, targets_for
 
 
+@pytest.fixture
+def make_client(make_engine_client: Callable[..., Client]) -> Callable[..., Client]:
+    """The engine's behaviour, on the WSGI and ASGI mounts (its sync and async paths); the Django mounts run the
+    same paths, and what is theirs is tested in test_django.py."""
+    return make_engine_client
+
+
 def batch(db: Database, statements: list[Any], **extra: Any) -> dict[str, Any]:
     body = db.body("unused", **extra)
     del body["sql"]

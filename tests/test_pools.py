@@ -14,6 +14,13 @@ import pytest
 from .support import Client, Database, kill_our_connections, make_wsgi_client, server_connections, targets_for
 
 
+@pytest.fixture
+def make_client(make_engine_client: Callable[..., Client]) -> Callable[..., Client]:
+    """The engine's behaviour, on the WSGI and ASGI mounts (its sync and async paths); the Django mounts run the
+    same paths, and what is theirs is tested in test_django.py."""
+    return make_engine_client
+
+
 @pytest.fixture(params=["pg", "maria"])
 def netdb(request: pytest.FixtureRequest) -> Database:
     database: Database = request.getfixturevalue({"pg": "pg_database", "maria": "maria_database"}[request.param])

@@ -19,6 +19,13 @@ from .support import Client, Database, kill_our_connections, server_connections,
 
 
 @pytest.fixture
+def make_client(make_engine_client: Callable[..., Client]) -> Callable[..., Client]:
+    """The engine's behaviour, on the WSGI and ASGI mounts (its sync and async paths); the Django mounts run the
+    same paths, and what is theirs is tested in test_django.py."""
+    return make_engine_client
+
+
+@pytest.fixture
 def table(db: Database) -> Iterator[str]:
     name = f"s_{uuid.uuid4().hex[:10]}"
     db.run(f"create table {name} (id integer primary key, name varchar(50))")

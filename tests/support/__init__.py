@@ -6,7 +6,16 @@ configures Django for the process.
 
 from __future__ import annotations
 
-from .clients import MOUNTS, Client, Reply, host_app_asgi, host_app_wsgi, make_asgi_client, make_wsgi_client
+from .clients import (
+    ENGINE_PATHS,
+    MOUNTS,
+    Client,
+    Reply,
+    host_app_asgi,
+    host_app_wsgi,
+    make_asgi_client,
+    make_wsgi_client,
+)
 from .connections import kill_our_connections, server_connections
 from .databases import (
     DATABASES,
@@ -31,6 +40,7 @@ from .servers import EXAMPLES, free_port, server_command, serving, stop, wait_un
 
 __all__ = [
     "DATABASES",
+    "ENGINE_PATHS",
     "EXAMPLES",
     "IN_CI",
     "MOUNTS",

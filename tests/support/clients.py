@@ -21,6 +21,7 @@ from sqlhttp_middleware.wsgi import SQLHTTPMiddleware as WSGIMiddleware
 from .databases import Database
 
 MOUNTS = ["wsgi", "asgi", "django", "django-async"]
+ENGINE_PATHS = ["wsgi", "asgi"]  # the core's sync and async paths; the Django mounts run the same two
 
 
 @dataclass
