@@ -53,9 +53,13 @@ class SQLHTTPError(Exception):
         self.headers = headers or {}
         self.extra = extra
         self.statement: int | None = None  # in a batch: the index of the statement that failed
-        # The database's own report, where it gives one: SQLSTATE and the fields of PostgreSQL's ErrorResponse.
-        self.diagnostics: dict[str, str | None] | None = None
+        # The database's own report, where it gives one: its code (the SQLSTATE on PostgreSQL, the error number on
+        # MySQL, MariaDB and SQL Server, the SQLITE_* name on SQLite), its message, and the fields of PostgreSQL's
+        # ErrorResponse (``diagnostics``).
+        self.database_code: str | None = None
+        self.database_message: str | None = None
         self.sqlstate: str | None = None
+        self.diagnostics: dict[str, str | None] | None = None
 
 
 class BadRequest(SQLHTTPError):
@@ -132,7 +136,7 @@ class LoginThrottled(SQLHTTPError):
 
 
 class DatabaseError(SQLHTTPError):
-    """The database refused the statement. ``extra['database']`` carries its own code and message."""
+    """The database refused the statement; ``database_code`` and ``database_message`` say how it put it."""
 
     status = 400
     code = "SQL_ERROR"
@@ -165,6 +169,8 @@ class StatementTimeout(DatabaseError):
 class ResultTooLarge(SQLHTTPError):
     status = 507
     code = "RESULT_TOO_LARGE"
+    max_rows: int | None = None  # the caps that were passed
+    max_bytes: int | None = None
 
 
 class DatabaseUnavailable(SQLHTTPError):

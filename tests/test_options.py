@@ -121,7 +121,7 @@ def test_mssql_error_translation() -> None:
     error = support.translate_error(
         FakeMSSQLError(208, b"Invalid object name 'nope'.DB-Lib error message 20018, severity 16: host 10.0.0.5")
     )
-    assert error.extra["database"] == {"code": "208", "message": "Invalid object name 'nope'."}
+    assert (error.database_code, error.database_message) == ("208", "Invalid object name 'nope'.")
 
 
 # -- encoding -----------------------------------------------------------------------------------------------------

@@ -150,22 +150,23 @@ class DialectSupport:
         return errors.DatabaseUnavailable(f"could not connect to the database of target {target!r}; try again later")
 
     def translate_error(self, exc: BaseException, timeout: float = 0.0) -> errors.SQLHTTPError:
-        code, message = self.error_code(exc), self.error_message(exc)
-        info: dict[str, Any] = {"code": code, "message": message}
+        error = self._classify(exc, timeout)
+        error.database_code, error.database_message = self.error_code(exc), self.error_message(exc)
+        return error
+
+    def _classify(self, exc: BaseException, timeout: float) -> errors.SQLHTTPError:
+        message = self.error_message(exc)
         if self.is_timeout(exc):
             return errors.StatementTimeout(
-                f"the statement ran longer than its timeout of {timeout:g} s and was cancelled", database=info
-            )
+                f"the statement ran longer than its timeout of {timeout:g} s and was cancelled")
         if self.is_multiple_statements(exc):
-            return errors.MultipleStatements(
-                "send one statement per request; this one holds several", database=info
-            )
+            return errors.MultipleStatements("send one statement per request; this one holds several")
         if self.is_read_only_refusal(exc):
-            return errors.ReadOnlyTarget(f"this target is read-only: {message}", database=info)
+            return errors.ReadOnlyTarget(f"this target is read-only: {message}")
         kind: type[errors.DatabaseError] = errors.DatabaseError
         if self.is_integrity_error(exc):
             kind = errors.ConstraintViolation
-        return kind(message, database=info)
+        return kind(message)
 
     def is_integrity_error(self, exc: BaseException) -> bool:
         return type(exc).__name__ == "IntegrityError" or any(

@@ -61,9 +61,9 @@ class RowPieces:
 
 
 def too_large(limits: Limits, hint: str = "add a LIMIT") -> errors.ResultTooLarge:
-    return errors.ResultTooLarge(
+    error = errors.ResultTooLarge(
         f"the result is larger than this target's limit of {limits.max_rows} rows or {limits.max_bytes} bytes; "
-        f"{hint}",
-        maxRows=limits.max_rows,
-        maxBytes=limits.max_bytes,
+        f"{hint}"
     )
+    error.max_rows, error.max_bytes = limits.max_rows, limits.max_bytes
+    return error

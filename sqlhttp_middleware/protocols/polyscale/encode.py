@@ -148,7 +148,11 @@ def error_body(error: errors.SQLHTTPError) -> bytes:
         "error": HTTPStatus(error.status).phrase,
         "message": error.message,
     }
-    body.update(error.extra)
+    body.update(error.extra)  # what PolyScale's own parser attached, such as the field at fault
+    if error.database_code is not None or error.database_message is not None:
+        body["database"] = {"code": error.database_code, "message": error.database_message}
+    if isinstance(error, errors.ResultTooLarge) and error.max_rows is not None:
+        body["maxRows"], body["maxBytes"] = error.max_rows, error.max_bytes
     if error.statement is not None:
         body["statement"] = error.statement
     return orjson.dumps(body)
