@@ -214,7 +214,7 @@ class CursorInfo:
         return self.support.names(self.cursor)
 
     def columns(self) -> list[Column]:
-        return self.support.columns(self.cursor) if self.cursor.description else []
+        return self.support.columns(self.cursor)
 
     def type_names(self, rows: list[Any]) -> list[str | None]:
         return self.support.column_types(self.cursor, rows) if self.cursor.description else []

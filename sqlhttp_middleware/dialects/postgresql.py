@@ -281,10 +281,12 @@ def pg_columns(cursor: Any) -> list[Column]:
     from ..engine.work import Column
 
     result = cursor.pgresult
+    if result is None:
+        return []
     return [
-        Column(column.name, column.type_code, result.ftable(index), result.ftablecol(index), result.fsize(index),
-               result.fmod(index))
-        for index, column in enumerate(cursor.description or ())
+        Column(result.fname(index).decode("utf-8", "replace"), result.ftype(index), result.ftable(index),
+               result.ftablecol(index), result.fsize(index), result.fmod(index))
+        for index in range(result.nfields)
     ]
 
 

@@ -314,8 +314,12 @@ class AsyncPostgres:
     async def _statement(self, connection: Any, cursor: Any, index: int, statement: Statement, work: Work,
                          builder: ResultBuilder) -> None:
         numeric = statement.paramstyle == "numeric"
-        if numeric or work.text_values:
-            cursor = cursor_class(asynchronous=True, numeric=numeric, text=work.text_values)(connection)
+        if numeric or work.text_values:  # a cursor of that kind, kept on the connection like its default one
+            kinds = connection.__dict__.setdefault("_sqlhttp_cursors", {})
+            cursor = kinds.get((numeric, work.text_values))
+            if cursor is None:
+                cursor = kinds[numeric, work.text_values] = cursor_class(
+                    asynchronous=True, numeric=numeric, text=work.text_values)(connection)
         info = CursorInfo(_SUPPORT, cursor)
         sql, params = statement.sql, list(statement.params)
         if first_keyword(sql) in _ROW_KEYWORDS:

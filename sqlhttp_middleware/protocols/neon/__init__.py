@@ -188,7 +188,7 @@ def _connection_string(text: str) -> tuple[Claim, str]:
     if not sep or scheme not in ("postgres", "postgresql"):
         raise errors.BadRequest("the Neon-Connection-String header must be postgresql://USER:PASSWORD@TARGET/DB")
     authority, _, tail = rest.partition("/")
-    database = unquote(tail.split("?", 1)[0].split("#", 1)[0])
+    database = _unquote(tail.split("?", 1)[0].split("#", 1)[0])
     userinfo, at, host = authority.rpartition("@")
     if not at:
         raise errors.BadRequest("the connection string names no user: postgresql://USER:PASSWORD@TARGET/DB")
@@ -197,7 +197,11 @@ def _connection_string(text: str) -> tuple[Claim, str]:
     if not username or not host or not database:
         raise errors.BadRequest("the connection string needs a user, a target (its host) and a database: "
                                 "postgresql://USER:PASSWORD@TARGET/DB")
-    return Claim(unquote(username), unquote(password), database), unquote(host)
+    return Claim(_unquote(username), _unquote(password), database), _unquote(host)
+
+
+def _unquote(text: str) -> str:
+    return unquote(text) if "%" in text else text  # most parts have nothing to decode
 
 
 def _flag(headers: Mapping[str, str], name: str, default: bool | None) -> Any:
