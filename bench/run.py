@@ -551,7 +551,8 @@ def report(results: list[Result], floor: dict[str, float], duration: float, head
               "| goal | measured | server CPU per request, ours against theirs | met |", "|---|---|---|---|"]
 
     for goal in head_to_head:
-        lines.append(f"| {goal.text} | {goal.shown} (runs: {goal.runs}) | {goal.cpu} | {'yes' if goal.met else 'no'} |")
+        met = "(reference)" if goal.target == 0 else "yes" if goal.met else "no"
+        lines.append(f"| {goal.text} | {goal.shown} (runs: {goal.runs}) | {goal.cpu} | {met} |")
     fair = [r for r in head_to_head if r.key == "asgi-pg"]
     if fair:
         spreads = sorted(r.p99_ms / r.p50_ms for r in fair[0].ours if r.p50_ms)
