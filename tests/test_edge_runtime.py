@@ -10,7 +10,6 @@ script under miniflare's default outbound (the control) does open a socket to th
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .support import IN_CI, ROOT, Database, serving
+from .support import ROOT, Database, node_with, serving
 
 RUNNER = ROOT / "tests" / "js" / "edge-run.mjs"
 PACKAGES = ["miniflare", "esbuild", "@polyscale/serverless-js", "@neondatabase/serverless"]
@@ -28,14 +27,7 @@ PG_ADDRESS = "127.0.0.1:5432"
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    node = shutil.which("node")
-    missing = [name for name in PACKAGES if not (ROOT / "node_modules" / name / "package.json").exists()]
-    if node is None or missing:
-        message = f"node and the npm packages {', '.join(missing or PACKAGES)} are needed (make install)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return node
+    return node_with(*PACKAGES)
 
 
 @pytest.fixture(scope="module")

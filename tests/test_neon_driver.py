@@ -6,7 +6,6 @@ SQLSTATE, and a wrong password."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -15,21 +14,14 @@ from urllib.parse import quote
 
 import pytest
 
-from .support import IN_CI, ROOT, Database, serving
+from .support import ROOT, Database, node_with, serving
 
 SCRIPT = ROOT / "tests" / "js" / "neon-driver.mjs"
-DRIVER = ROOT / "node_modules" / "@neondatabase" / "serverless" / "package.json"
 
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    node = shutil.which("node")
-    if node is None or not DRIVER.exists():
-        message = "node and @neondatabase/serverless are needed (make install)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return node
+    return node_with("@neondatabase/serverless")
 
 
 @pytest.fixture(scope="module", params=["wsgi-gunicorn", "asgi-uvicorn"])

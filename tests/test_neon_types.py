@@ -14,7 +14,6 @@ sends what the driver returned back as ``$1`` (the case's "echo"), and parameter
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -24,10 +23,9 @@ from urllib.parse import quote
 
 import pytest
 
-from .support import IN_CI, ROOT, Database, serving
+from .support import ROOT, Database, node_with, serving
 
 NODE_SCRIPT = ROOT / "tests" / "js" / "neon-vs-pg.mjs"
-PACKAGES = [ROOT / "node_modules" / name / "package.json" for name in ("@neondatabase/serverless", "pg")]
 SERVERS = ["wsgi-gunicorn", "asgi-uvicorn"]
 
 
@@ -333,13 +331,7 @@ SCHEMA = [
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    node = shutil.which("node")
-    if node is None or not all(package.exists() for package in PACKAGES):
-        message = "node and the npm packages @neondatabase/serverless and pg are needed (make install)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return node
+    return node_with("@neondatabase/serverless", "pg")
 
 
 @pytest.fixture(scope="module")

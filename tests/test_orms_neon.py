@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from urllib.parse import quote
 
 import pytest
 
-from .support import IN_CI, ROOT, Database, serving
+from .support import ROOT, Database, node_with, serving
 
 JS = ROOT / "tests" / "js"
 NODE_MODULES = ROOT / "node_modules"
@@ -42,14 +41,7 @@ CAMEL = {"authorId": "author_id", "publishedAt": "published_at", "inPrint": "in_
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    node = shutil.which("node")
-    missing = [name for name in PACKAGES if not (NODE_MODULES / name / "package.json").exists()]
-    if node is None or missing:
-        message = f"node and the npm packages {', '.join(missing or PACKAGES)} are needed (make install)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return node
+    return node_with(*PACKAGES)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ The client runs in node from node_modules (installed by `make test`), exactly as
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -17,21 +16,14 @@ from typing import Any
 
 import pytest
 
-from .support import IN_CI, ROOT, Database, serving
+from .support import ROOT, Database, node_with, serving
 
 NODE_SCRIPT = ROOT / "tests" / "js" / "run-queries.mjs"
-CLIENT_PACKAGE = ROOT / "node_modules" / "@polyscale" / "serverless-js" / "package.json"
 
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    node = shutil.which("node")
-    if node is None or not CLIENT_PACKAGE.exists():
-        message = "node and the npm client are needed (make install)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return node
+    return node_with("@polyscale/serverless-js")
 
 
 TARGETS = "pg=postgresql://127.0.0.1:5432 maria=mariadb://127.0.0.1:3306"

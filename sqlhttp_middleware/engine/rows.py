@@ -7,9 +7,11 @@ from typing import Any
 import orjson
 
 from .. import errors
-from .work import Limits
+from .work import Body, Limits
 
-__all__ = ["RowPieces", "too_large"]
+__all__ = ["ONE_PIECE", "RowPieces", "answer", "too_large"]
+
+ONE_PIECE = 64 * 1024  # answers smaller than this are sent as one byte string
 
 
 class RowPieces:
@@ -67,3 +69,19 @@ def too_large(limits: Limits, hint: str = "add a LIMIT") -> errors.ResultTooLarg
     )
     error.max_rows, error.max_bytes = limits.max_rows, limits.max_bytes
     return error
+
+
+def answer(statements: list[list[bytes]], batch: bool, rows: RowPieces) -> Body:
+    """The answer from each statement's encoded pieces: the one statement's, or ``{"results": [...]}`` for a batch.
+    A small answer comes as one byte string; a large one as the encoded batches themselves, which the adapters
+    send one after the other, so the rows are never copied into one more buffer."""
+    if batch:
+        parts = [b'{"results":[']
+        for position, statement in enumerate(statements):
+            if position:
+                parts.append(b",")
+            parts.extend(statement)
+        parts.append(b"]}")
+    else:
+        [parts] = statements
+    return b"".join(parts) if rows.size < ONE_PIECE else parts

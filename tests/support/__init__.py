@@ -36,6 +36,7 @@ from .databases import (
     unavailable,
 )
 from .docs import table_rows
+from .node import node_with
 from .servers import EXAMPLES, free_port, server_command, serving, stop, wait_until_serving
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "kill_our_connections",
     "make_asgi_client",
     "make_wsgi_client",
+    "node_with",
     "redis_url",
     "server_command",
     "server_connections",

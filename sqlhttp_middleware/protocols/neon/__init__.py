@@ -20,7 +20,7 @@ from urllib.parse import unquote
 import orjson
 
 from ... import errors
-from ...engine.rows import RowPieces, too_large
+from ...engine.rows import RowPieces, answer, too_large
 from ...engine.work import Body, Claim, Isolation, Limits, ResultInfo, Statement, Transaction, Work
 from ...http import JSON_HEADERS, Request, Response
 from ..base import Protocol
@@ -33,7 +33,6 @@ _ISOLATION: dict[str, Isolation] = {
     "ReadUncommitted": "read uncommitted", "ReadCommitted": "read committed",
     "RepeatableRead": "repeatable read", "Serializable": "serializable",
 }
-_ONE_PIECE = 64 * 1024
 _BODY_FIELDS = ("severity", "detail", "hint", "position", "internalPosition", "internalQuery", "where", "schema",
                 "table", "column", "dataType", "constraint", "file", "line", "routine")
 # Our refusals that Neon's own server answers 400 (and the SQLSTATE PostgreSQL would give, where it has one).
@@ -169,17 +168,8 @@ class NeonResult:
         ])
 
     def finish(self) -> Body:
-        if self.query.batch:
-            parts = [b'{"results":[']
-            for position, statement in enumerate(self._parts):
-                if position:
-                    parts.append(b",")
-                parts.extend(statement)
-            parts.append(b"]}")
-        else:
-            [parts] = self._parts
-        self._parts = []
-        return b"".join(parts) if self.rows.size < _ONE_PIECE else parts
+        statements, self._parts = self._parts, []
+        return answer(statements, self.query.batch, self.rows)
 
 
 def _connection_string(text: str) -> tuple[Claim, str]:

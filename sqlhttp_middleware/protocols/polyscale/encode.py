@@ -16,12 +16,11 @@ import orjson
 
 from ... import errors
 from ...encoding import MAX_SAFE_INTEGER, encode_value
-from ...engine.rows import RowPieces, too_large
+from ...engine.rows import RowPieces, answer, too_large
 from ...engine.work import Body, Limits, ResultInfo, Work
 
 __all__ = ["PolyScaleQuery", "PolyScaleResult", "column_converters", "error_body"]
 
-_ONE_PIECE = 64 * 1024  # answers smaller than this are sent as one byte string
 
 # Values orjson writes exactly as our type table says, so no Python code has to touch them.
 _NATIVE = frozenset({type(None), str, bool, dt.datetime, dt.date, uuid.UUID})
@@ -125,19 +124,8 @@ class PolyScaleResult:
         ])
 
     def finish(self) -> Body:
-        """A small answer comes as one byte string; a large one as the encoded batches themselves, which the
-        adapters send one after the other, so the rows are never copied into one more buffer."""
-        if self.query.batch:
-            parts = [b'{"results":[']
-            for position, statement in enumerate(self._parts):
-                if position:
-                    parts.append(b",")
-                parts.extend(statement)
-            parts.append(b"]}")
-        else:
-            [parts] = self._parts
-        self._parts = []
-        return b"".join(parts) if self.rows.size < _ONE_PIECE else parts
+        statements, self._parts = self._parts, []
+        return answer(statements, self.query.batch, self.rows)
 
 
 def error_body(error: errors.SQLHTTPError) -> bytes:
