@@ -39,7 +39,7 @@ from ..dialects.postgresql import (
 )
 from ..options import Options, ResolvedTarget
 from ..pools import PoolRegistry, PoolStats
-from .executor import BATCH, Executor, check_batch
+from .executor import BATCH, Executor, check_batch, ended_transaction
 from .waiting import loop_connection_class, unregister
 from .work import Login, ResultBuilder, Statement, Work
 
@@ -289,7 +289,7 @@ class AsyncPostgres:
             for index, statement in enumerate(work.statements):
                 await self._statement(connection, cursor, index, statement, work, builder)
                 if in_batch and not _SUPPORT.in_transaction(connection):
-                    raise _ended(index)
+                    raise ended_transaction(index)
             if in_batch:
                 await cursor.execute("COMMIT")
             return builder.finish()
@@ -336,15 +336,6 @@ class AsyncPostgres:
             if not begun:
                 builder.begin(index, info)
         builder.end(info)  # after a cap, it marks the answer truncated or refuses it
-
-
-def _ended(index: int) -> errors.SQLHTTPError:
-    error = errors.DatabaseError(
-        f"statement {index} ended the batch's transaction; what ran before it may have been committed. A batch "
-        "runs in one transaction: send no statement that commits"
-    )
-    error.statement = index
-    return error
 
 
 async def _stream(cursor: Any, sql: str, params: list[Any], builder: ResultBuilder, index: int,

@@ -30,7 +30,7 @@ from ..options import Options
 from ..watchdog import Watchdog
 from .work import Limits, Login, ResultBuilder, Statement, Work
 
-__all__ = ["BATCH", "Executor", "check_batch", "limits_for"]
+__all__ = ["BATCH", "Executor", "check_batch", "ended_transaction", "limits_for"]
 
 BATCH = 500  # rows fetched and handed to the builder at a time
 
@@ -121,7 +121,7 @@ class Executor:
             for index, statement in enumerate(work.statements):
                 cursor = self._statement(lease, support, index, statement, work, builder)
                 if in_batch and support.tracks_transactions and not support.in_transaction(connection):
-                    raise _ended(index)
+                    raise ended_transaction(index)
                 if index < len(work.statements) - 1:
                     self._close_cursor(lease, cursor, dbapi_error)
                     cursor = None
@@ -209,7 +209,8 @@ def support_end(lease: Lease, support: DialectSupport, session: Session, dbapi_e
         lease.broken = True
 
 
-def _ended(index: int) -> errors.SQLHTTPError:
+def ended_transaction(index: int) -> errors.SQLHTTPError:
+    """A batch's statement ended its transaction itself; what ran before it may have been committed."""
     error = errors.DatabaseError(
         f"statement {index} ended the batch's transaction; what ran before it may have been committed. A batch "
         "runs in one transaction: send no statement that commits (on MySQL and MariaDB, DDL commits implicitly)"

@@ -14,12 +14,14 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 from typing import Protocol as TypingProtocol
 
+import orjson
+
 from .. import errors
 from ..engine.work import Body, Limits, ResultBuilder, Work
 from ..http import JSON_HEADERS, Request, Response
 from ..options import Options
 
-__all__ = ["Parsed", "Protocol"]
+__all__ = ["Parsed", "Protocol", "json_object"]
 
 
 class Parsed(TypingProtocol):
@@ -78,3 +80,14 @@ def target_named(options: Options, name: str) -> Any:
     if target is None:
         raise errors.TargetNotFound(f"no target named {name!r} is configured")
     return target
+
+
+def json_object(body: bytes, expected: str = "a JSON object") -> dict[str, Any]:
+    """The request body as a JSON object, or the refusal that says what it is instead."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise errors.InvalidJSON("the request body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise errors.BadRequest(f"the request body must be {expected}")
+    return document

@@ -23,7 +23,7 @@ from ... import errors
 from ...engine.rows import RowPieces, answer, too_large
 from ...engine.work import Body, Claim, Isolation, Limits, ResultInfo, Statement, Transaction, Work
 from ...http import JSON_HEADERS, Request, Response
-from ..base import Protocol
+from ..base import Protocol, json_object
 
 __all__ = ["Neon", "NeonQuery", "NeonResult", "pg_text_param"]
 
@@ -77,12 +77,7 @@ class Neon(Protocol[NeonQuery]):
         if target.fixed_database is not None and claim.database != target.fixed_database:
             raise errors.DatabaseNotAllowed(
                 f"target {target.name!r} serves only the database {target.fixed_database!r}")
-        try:
-            document = orjson.loads(request.body)
-        except orjson.JSONDecodeError:
-            raise errors.InvalidJSON("the request body is not valid JSON") from None
-        if not isinstance(document, dict):
-            raise errors.BadRequest("the request body must be a JSON object with 'query' or 'queries'")
+        document = json_object(request.body, "a JSON object with 'query' or 'queries'")
         array_mode = _flag(headers, "neon-array-mode", default=False)
         if "queries" in document:
             queries = document["queries"]

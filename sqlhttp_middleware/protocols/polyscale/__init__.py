@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from sqlalchemy.engine import Dialect
 
 from ... import errors
@@ -20,7 +19,7 @@ from ...dialects import dialect_support
 from ...engine.work import ISOLATION_LEVELS, Claim, Limits, Statement, Transaction, Work
 from ...http import Request
 from ...options import Options, ResolvedTarget
-from ..base import Protocol
+from ..base import Protocol, json_object
 from .encode import PolyScaleQuery, PolyScaleResult, error_body
 from .openapi import openapi_document
 
@@ -44,12 +43,7 @@ class PolyScale(Protocol[PolyScaleQuery]):
         }
 
     def parse(self, request: Request) -> PolyScaleQuery:
-        try:
-            document = orjson.loads(request.body)
-        except orjson.JSONDecodeError:
-            raise errors.InvalidJSON("the request body is not valid JSON") from None
-        if not isinstance(document, dict):
-            raise errors.BadRequest("the request body must be a JSON object")
+        document = json_object(request.body)
         for name in _STRING_FIELDS:
             value = document.get(name)
             if type(value) is not str or not value:
