@@ -12,6 +12,7 @@ the driver reads the body. See ``docs/protocols/neon.md``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ import orjson
 
 from ... import errors
 from ...engine.rows import RowPieces, answer, too_large
-from ...engine.work import Body, Claim, Isolation, Limits, ResultInfo, Statement, Transaction, Work
+from ...engine.work import Body, Claim, Column, Isolation, Limits, ResultInfo, Statement, Transaction, Work
 from ...http import JSON_HEADERS, Request, Response
 from ..base import Protocol, json_object
 
@@ -65,9 +66,16 @@ class Neon(Protocol[NeonQuery]):
     def claims(self, headers: Mapping[str, str]) -> bool:
         return CONNECTION_STRING in headers
 
+    _last: tuple[str, tuple[Claim, str]] = ("", (Claim("", "", ""), ""))  # most requests repeat the one before
+
     def parse(self, request: Request) -> NeonQuery:
         headers = request.headers
-        claim, target_name = _connection_string(headers.get(CONNECTION_STRING, ""))
+        text = headers.get(CONNECTION_STRING, "")
+        last, parsed = self._last
+        if text != last or not last:
+            parsed = _connection_string(text)
+            self._last = (text, parsed)
+        claim, target_name = parsed
         target = self.options.targets.get(target_name)
         if target is None:
             raise errors.TargetNotFound(f"no target named {target_name!r} is configured (the connection string's "
@@ -137,11 +145,7 @@ class NeonResult:
         columns = result.columns()
         self._names = [column.name for column in columns]
         self._array = self.query.array_modes[index]
-        self._fields = orjson.dumps([
-            {"name": c.name, "dataTypeID": c.type_oid, "tableID": c.table_oid, "columnID": c.column_number,
-             "dataTypeSize": c.size, "dataTypeModifier": c.modifier, "format": "text"}
-            for c in columns
-        ])
+        self._fields = _fields(tuple(columns))
 
     def add(self, rows: list[Any]) -> bool:
         if self._array:
@@ -165,6 +169,16 @@ class NeonResult:
     def finish(self) -> Body:
         statements, self._parts = self._parts, []
         return answer(statements, self.query.batch, self.rows)
+
+
+@functools.lru_cache(maxsize=512)
+def _fields(columns: tuple[Column, ...]) -> bytes:
+    """``fields`` as JSON; most statements a client sends come back with the same columns."""
+    return orjson.dumps([
+        {"name": c.name, "dataTypeID": c.type_oid, "tableID": c.table_oid, "columnID": c.column_number,
+         "dataTypeSize": c.size, "dataTypeModifier": c.modifier, "format": "text"}
+        for c in columns
+    ])
 
 
 def _connection_string(text: str) -> tuple[Claim, str]:
