@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from .databases import Database
 
 
@@ -23,6 +25,11 @@ def kill_our_connections(db: Database) -> int:
             f"select pg_terminate_backend(pid) from pg_stat_activity where usename = '{db.username}' "
             f"and datname = '{db.database}' and application_name = 'sqlhttp-middleware'"
         )
+        # pg_terminate_backend only signals: wait until the backends are gone, so that a test's next request meets
+        # a connection the server has closed, not one still shutting down.
+        deadline = time.monotonic() + 10
+        while server_connections(db) and time.monotonic() < deadline:
+            time.sleep(0.01)
         return len(rows)
     ids = db.run(f"select id from information_schema.processlist where user = '{db.username}' "
                  f"and db = '{db.database}'")
