@@ -12,7 +12,7 @@ import pytest
 from sqlhttp_middleware.errors import all_error_classes
 from sqlhttp_middleware.protocols.polyscale.encode import error_body
 
-from .support import Client, Database, targets_for
+from .support import Client, Database, make_core_client, targets_for
 
 
 def assert_error(reply: Any, status: int, code: str) -> dict[str, Any]:
@@ -28,6 +28,20 @@ def assert_error(reply: Any, status: int, code: str) -> dict[str, Any]:
     for leak in ("Traceback", "://", "p@ss", "File \""):
         assert leak not in text, text
     return body
+
+
+@pytest.fixture
+def core_client() -> Iterator[Callable[..., Client]]:
+    """Checks that only parse a body run once, against the core: no mount changes a body."""
+    made: list[Client] = []
+
+    def make(**options: Any) -> Client:
+        made.append(make_core_client(options))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
 
 
 @pytest.fixture
@@ -229,17 +243,17 @@ def test_target_with_a_database_in_its_url_serves_only_that_one(make_client: Cal
         (b"", 400, "INVALID_JSON", "JSON"),
     ],
 )
-def test_malformed_bodies(make_client: Callable[..., Client], sqlite_database: Database,
+def test_malformed_bodies(core_client: Callable[..., Client], sqlite_database: Database,
                           body: bytes, status: int, code: str, fragment: str) -> None:
-    client = make_client(targets=targets_for(sqlite_database))
+    client = core_client(targets=targets_for(sqlite_database))
     assert fragment in assert_error(client.post(body), status, code)["message"]
 
 
 @pytest.mark.parametrize("field", ["cacheId", "username", "password", "database", "provider", "sql"])
 @pytest.mark.parametrize("value", [None, "", 5, ["x"]])
-def test_each_required_field_is_checked(make_client: Callable[..., Client], sqlite_database: Database,
+def test_each_required_field_is_checked(core_client: Callable[..., Client], sqlite_database: Database,
                                         field: str, value: Any) -> None:
-    client = make_client(targets=targets_for(sqlite_database))
+    client = core_client(targets=targets_for(sqlite_database))
     body = sqlite_database.body("select 1")
     if value is None:
         del body[field]
@@ -250,9 +264,9 @@ def test_each_required_field_is_checked(make_client: Callable[..., Client], sqli
 
 @pytest.mark.parametrize(("field", "value"), [("bindings", "x"), ("bindings", 3), ("shape", "tall"),
                                               ("rowMode", "columns")])
-def test_optional_fields_are_checked(make_client: Callable[..., Client], sqlite_database: Database,
+def test_optional_fields_are_checked(core_client: Callable[..., Client], sqlite_database: Database,
                                      field: str, value: Any) -> None:
-    client = make_client(targets=targets_for(sqlite_database))
+    client = core_client(targets=targets_for(sqlite_database))
     body = sqlite_database.body("select 1")
     body[field] = value
     assert assert_error(client.post(body), 400, "INVALID_REQUEST")["field"] == field

@@ -14,6 +14,7 @@ from .clients import (
     host_app_asgi,
     host_app_wsgi,
     make_asgi_client,
+    make_core_client,
     make_wsgi_client,
 )
 from .connections import kill_our_connections, server_connections
@@ -62,6 +63,7 @@ __all__ = [
     "host_app_wsgi",
     "kill_our_connections",
     "make_asgi_client",
+    "make_core_client",
     "make_wsgi_client",
     "node_with",
     "redis_url",

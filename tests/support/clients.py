@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from anyio.from_thread import BlockingPortal
 from werkzeug.middleware.lint import LintMiddleware
 
 from sqlhttp_middleware.asgi import SQLHTTPMiddleware as ASGIMiddleware
+from sqlhttp_middleware.core import Request, SQLHTTPCore
 from sqlhttp_middleware.wsgi import SQLHTTPMiddleware as WSGIMiddleware
 
 from .databases import Database
@@ -76,6 +78,17 @@ class Client:
     @property
     def core(self) -> Any:
         return self.middleware.core
+
+
+def make_core_client(options: dict[str, Any]) -> Client:
+    """The core alone, with no mount around it: for checks that only parse a body, which no mount changes."""
+    core = SQLHTTPCore(**{"rate_limit_storage": "memory", **options})
+
+    def send(method: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
+        response = core.handle(Request(method, path, {k.lower(): v for k, v in headers.items()}, body, "127.0.0.1"))
+        return Reply(response.status, dict(response.headers), response.body)
+
+    return Client("core", send, SimpleNamespace(core=core), [core.close])
 
 
 def make_wsgi_client(options: dict[str, Any], app: Any = host_app_wsgi) -> Client:
