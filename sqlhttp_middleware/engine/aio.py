@@ -39,7 +39,7 @@ from ..dialects.postgresql import (
 )
 from ..options import Options, ResolvedTarget
 from ..pools import PoolRegistry, PoolStats
-from .executor import BATCH, Executor, check_batch, ended_transaction
+from .executor import BATCH, Executor, check_batch, connection_lost, ended_transaction, in_statement
 from .waiting import loop_connection_class, unregister
 from .work import Login, ResultBuilder, Statement, Work
 
@@ -295,15 +295,10 @@ class AsyncPostgres:
             return builder.finish()
         except psycopg.Error as exc:
             if connection.broken or connection.closed:
-                raise errors.DatabaseUnavailable(
-                    "the connection to the database was lost while running the statement; "
-                    "it may or may not have been applied",
-                ) from None
+                raise connection_lost() from None
             error = _SUPPORT.translate_error(exc, session.timeout)
             if in_batch:
-                error.statement = index
-                if isinstance(error, errors.ReadOnlyTarget) and not session.read_only:
-                    error.message = f"the batch is read-only: {error.message.split(': ', 1)[-1]}"
+                in_statement(error, index, session.read_only)
             raise error from None
         finally:
             timer.cancel()

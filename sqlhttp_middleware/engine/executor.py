@@ -30,7 +30,7 @@ from ..options import Options
 from ..watchdog import Watchdog
 from .work import Limits, Login, ResultBuilder, Statement, Work
 
-__all__ = ["BATCH", "Executor", "check_batch", "ended_transaction", "limits_for"]
+__all__ = ["BATCH", "Executor", "check_batch", "connection_lost", "ended_transaction", "in_statement", "limits_for"]
 
 BATCH = 500  # rows fetched and handed to the builder at a time
 
@@ -135,16 +135,11 @@ class Executor:
                 raise errors.RunElsewhere from None
             if engine.dialect.is_disconnect(exc, connection, cursor):  # type: ignore[arg-type]
                 lease.broken = True
-                raise errors.DatabaseUnavailable(
-                    "the connection to the database was lost while running the statement; "
-                    "it may or may not have been applied",
-                ) from None
+                raise connection_lost() from None
             self._leave_no_transaction(lease, support, in_batch)
             error = support.translate_error(exc, session.timeout)
             if in_batch:
-                error.statement = index
-                if isinstance(error, errors.ReadOnlyTarget) and not session.read_only:
-                    error.message = f"the batch is read-only: {error.message.split(': ', 1)[-1]}"
+                in_statement(error, index, session.read_only)
             raise error from None
         except errors.SQLHTTPError:
             self._leave_no_transaction(lease, support, in_batch)
@@ -207,6 +202,19 @@ def support_end(lease: Lease, support: DialectSupport, session: Session, dbapi_e
         support.end_session(lease.dbapi_connection, session)
     except dbapi_error:
         lease.broken = True
+
+
+def connection_lost() -> errors.DatabaseUnavailable:
+    return errors.DatabaseUnavailable(
+        "the connection to the database was lost while running the statement; it may or may not have been applied"
+    )
+
+
+def in_statement(error: errors.SQLHTTPError, index: int, target_read_only: bool) -> None:
+    """Name the batch's statement that failed; a write refused by a read-only batch on a writable target says so."""
+    error.statement = index
+    if isinstance(error, errors.ReadOnlyTarget) and not target_read_only:
+        error.message = f"the batch is read-only: {error.database_message}"
 
 
 def ended_transaction(index: int) -> errors.SQLHTTPError:

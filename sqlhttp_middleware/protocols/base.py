@@ -74,14 +74,6 @@ class Protocol(ABC, Generic[P]):
         return Response(status, body, headers)
 
 
-def target_named(options: Options, name: str) -> Any:
-    """The target a request names, or 404."""
-    target = options.targets.get(name)
-    if target is None:
-        raise errors.TargetNotFound(f"no target named {name!r} is configured")
-    return target
-
-
 def json_object(body: bytes, expected: str = "a JSON object") -> dict[str, Any]:
     """The request body as a JSON object, or the refusal that says what it is instead."""
     try:
