@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import select
 from collections.abc import Iterator
@@ -66,10 +65,6 @@ class DialectSupport:
         if transaction.deferrable:
             raise errors.BadRequest("deferrable transactions are PostgreSQL's; leave the option out here")
         return ["BEGIN"]
-
-    def commit(self, dbapi_connection: Any) -> None:
-        with contextlib.closing(dbapi_connection.cursor()) as cursor:
-            cursor.execute("COMMIT")
 
     # Whether in_transaction() tells the truth, so a batch can see a statement that ended its transaction.
     tracks_transactions: ClassVar[bool] = True

@@ -126,7 +126,7 @@ class Executor:
                     self._close_cursor(lease, cursor, dbapi_error)
                     cursor = None
             if in_batch:
-                support.commit(connection)
+                self._plain(connection, "COMMIT")
             body = builder.finish()
         except dbapi_error as exc:
             if session.inline and (support.is_busy(exc) or (
