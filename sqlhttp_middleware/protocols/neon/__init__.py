@@ -44,9 +44,6 @@ _FOUR_HUNDRED: dict[type[errors.SQLHTTPError], str] = {
     errors.TargetNotFound: "",
     errors.BadRequest: "",
 }
-_SQLSTATE: dict[type[errors.SQLHTTPError], str] = {
-    errors.StatementTimeout: "57014", errors.ReadOnlyTarget: "25006", errors.MultipleStatements: "42601",
-}
 
 
 @dataclass(frozen=True)
@@ -115,8 +112,7 @@ class Neon(Protocol[NeonQuery]):
     def error_body(self, error: errors.SQLHTTPError) -> tuple[int, bytes]:
         status, code = error.status, error.sqlstate or ""
         if isinstance(error, errors.DatabaseError):
-            status = 400
-            code = code or next((state for kind, state in _SQLSTATE.items() if isinstance(error, kind)), "")
+            status = 400  # with PostgreSQL's own SQLSTATE, which translate_error kept
         else:
             for kind, state in _FOUR_HUNDRED.items():
                 if isinstance(error, kind):
