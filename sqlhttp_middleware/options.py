@@ -69,6 +69,27 @@ OPTIONS: tuple[Option, ...] = (
     Option("login_window", 300.0, "Seconds over which failed logins are counted.", float),
     Option("cors_origins", (), "Origins browsers may call the endpoint from ('*': any); empty: CORS off.",
            tuple),
+    Option("deadline_grace", 1.0, "Seconds past the statement timeout at which a request stops waiting for the "
+           "database whatever it does: it answers 504 and its connection is closed, never reused.", float),
+    Option("max_sql_bytes", 256 * 1024, "Longest SQL text of one statement, in UTF-8 bytes; longer ones answer 400.",
+           int),
+    Option("body_timeout", 10.0, "Seconds a request body may take to arrive (ASGI; WSGI servers that expose the "
+           "socket); slower ones answer 408.", float),
+    Option("send_timeout", 30.0, "ASGI: seconds a client has to take the answer; one that stops reading is dropped.",
+           float),
+    Option("drain_timeout", 10.0, "Seconds in-flight requests get to finish on shutdown (SIGTERM) before "
+           "everything is closed.", float),
+    Option("reconnect_backoff", 5.0, "Longest pause, in seconds, between connection attempts to a database that is "
+           "down; meanwhile its requests answer 503 at once.", float),
+    Option("rate_limit_slots", 0, "Slots of the shared-memory counter table; 0: sized from rate_limit, "
+           "rate_limit_window and login_window.", int),
+    Option("metrics_path", "", "Where to serve Prometheus metrics (GET); empty: not served, nothing recorded.", str),
+    Option("health_path", "", "Where to serve liveness (GET PATH) and per-target readiness (GET PATH/ready); "
+           "empty: not served.", str),
+    Option("request_id_header", "", "A header, set by a trusted proxy, whose value is the request id in logs and "
+           "answers; empty: ids are made up.", str),
+    Option("slow_statement_log", 1.0, "Seconds over which a request's log line carries its statement's shape "
+           "(without values); 0: never.", float),
 )
 
 _PROVIDERS = {
@@ -157,6 +178,17 @@ class OptionKeywords(TypedDict, total=False):
     login_attempts: int
     login_window: float
     cors_origins: Sequence[str]
+    deadline_grace: float
+    max_sql_bytes: int
+    body_timeout: float
+    send_timeout: float
+    drain_timeout: float
+    reconnect_backoff: float
+    rate_limit_slots: int
+    metrics_path: str
+    health_path: str
+    request_id_header: str
+    slow_statement_log: float
 
 
 @dataclass(frozen=True)
@@ -329,6 +361,17 @@ class Options:
     login_attempts: int
     login_window: float
     cors_origins: tuple[str, ...]
+    deadline_grace: float
+    max_sql_bytes: int
+    body_timeout: float
+    send_timeout: float
+    drain_timeout: float
+    reconnect_backoff: float
+    rate_limit_slots: int
+    metrics_path: str
+    health_path: str
+    request_id_header: str
+    slow_statement_log: float
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> Options:
@@ -340,11 +383,20 @@ class Options:
         path = values["path"]
         if not isinstance(path, str) or not path.startswith("/") or (path.endswith("/") and path != "/"):
             raise ConfigurationError(f"path: must start with '/' and not end with one, got {path!r}")
-        openapi_path = values["openapi_path"]
-        if not isinstance(openapi_path, str) or (openapi_path and (not openapi_path.startswith("/")
-                                                                   or openapi_path == path)):
-            raise ConfigurationError("openapi_path: empty, or a path starting with '/' other than the endpoint's")
-        positive = ("pool_size", "max_engines", "max_body_bytes", "executor_threads", "max_rows", "max_response_bytes")
+        served = {path}
+        for name in ("openapi_path", "metrics_path", "health_path"):
+            extra = values[name]
+            if not isinstance(extra, str) or (extra and (not extra.startswith("/") or extra in served
+                                                         or extra.endswith("/"))):
+                raise ConfigurationError(f"{name}: empty, or a path starting with '/' (not ending with one) "
+                                         "that no other option of the mount uses")
+            served.add(extra)
+        header = values["request_id_header"]
+        if not isinstance(header, str) or (header and not all(c.isalnum() or c == "-" for c in header)):
+            raise ConfigurationError("request_id_header: empty, or a header name such as 'X-Request-Id'")
+        values["request_id_header"] = header.lower()
+        positive = ("pool_size", "max_engines", "max_body_bytes", "executor_threads", "max_rows", "max_response_bytes",
+                    "max_sql_bytes")
         for name in positive:
             value = values[name]
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -358,7 +410,7 @@ class Options:
                                      "'https://app.example'")
         if values["authorize"] is not None and not callable(values["authorize"]):
             raise ConfigurationError("authorize: a callable taking an AuthContext, or None")
-        for name in ("rate_limit", "rate_limit_per_client", "trusted_proxies", "login_attempts"):
+        for name in ("rate_limit", "rate_limit_per_client", "trusted_proxies", "login_attempts", "rate_limit_slots"):
             value = values[name]
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigurationError(f"{name}: must be a whole number, 0 or more, got {value!r}")
@@ -369,11 +421,16 @@ class Options:
         if not isinstance(values["rate_limit_namespace"], str):
             raise ConfigurationError("rate_limit_namespace: must be a string")
         for name in ("pool_timeout", "idle_timeout", "engine_idle_timeout", "connect_timeout", "rate_limit_window",
-                     "statement_timeout", "login_window"):
+                     "statement_timeout", "login_window", "deadline_grace", "body_timeout", "send_timeout",
+                     "drain_timeout", "reconnect_backoff"):
             value = values[name]
             if not _positive_number(value):
                 raise ConfigurationError(f"{name}: must be a positive number of seconds, got {value!r}")
             values[name] = float(value)
+        slow = values["slow_statement_log"]
+        if not (_positive_number(slow) or slow == 0) or isinstance(slow, bool):
+            raise ConfigurationError(f"slow_statement_log: must be 0 or a positive number of seconds, got {slow!r}")
+        values["slow_statement_log"] = float(slow)
         budget = values["inline_budget"]
         if not (_positive_number(budget) or budget == 0) or isinstance(budget, bool):
             raise ConfigurationError(f"inline_budget: must be 0 or a positive number of seconds, got {budget!r}")
