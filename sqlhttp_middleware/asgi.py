@@ -9,14 +9,18 @@ Redis round trip, a password hash, the ``authorize`` hook) runs on a bounded thr
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from typing_extensions import Unpack
 
+from . import errors
 from ._process import current_pid
 from .core import Request, Response, SQLHTTPCore
+from .engine.deadline import Abort, current_abort
 from .options import OptionKeywords
 
 Scope = MutableMapping[str, Any]
@@ -26,6 +30,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 __all__ = ["SQLHTTPMiddleware"]
+
+logger = logging.getLogger("sqlhttp_middleware")
 
 
 class SQLHTTPMiddleware:
@@ -47,19 +53,46 @@ class SQLHTTPMiddleware:
             return
         headers = _headers(scope)
         method = scope["method"].upper()
+        options = self.core.options
         response = self.core.check_head(method, headers, path)
         if response is None:
-            body = await _read_body(receive, self.core.options.max_body_bytes)
+            try:
+                async with asyncio.timeout(options.body_timeout):
+                    body = await _read_body(receive, options.max_body_bytes)
+            except TimeoutError:
+                body = _LATE
+            if body is _GONE:
+                return  # the client went away before its request was whole: nobody to answer
             if body is None:
-                response = self.core.error_response(self.core.too_large())
+                response = self.core.error_response(self.core.too_large(), headers)
+            elif body is _LATE:
+                response = self.core.error_response(errors.RequestTimeout(
+                    f"the request body did not arrive within {options.body_timeout:g} s"), headers)
             else:
                 client = scope.get("client")
                 request = Request(method, path, headers, body, client[0] if client else None)
-                response = await self.core.handle_async(request, self._offload)
-        await _send(response, send)
+                response = await self._handle(request, receive)
+        try:
+            async with asyncio.timeout(options.send_timeout):
+                await _send(response, send)
+        except TimeoutError:
+            logger.warning("sqlhttp-middleware: the client did not take the answer within %g s; dropped it",
+                           options.send_timeout)
+
+    async def _handle(self, request: Request, receive: Receive) -> Response:
+        """The core's answer; if the client goes away meanwhile (``http.disconnect``), its statement is stopped."""
+        abort = Abort()
+        token = current_abort.set(abort)
+        watcher = asyncio.ensure_future(_watch_disconnect(receive, abort))
+        try:
+            return await self.core.handle_async(request, self._offload)
+        finally:
+            watcher.cancel()
+            current_abort.reset(token)
 
     def _offload(self, call: Callable[[], Any]) -> Awaitable[Any]:
-        return asyncio.get_running_loop().run_in_executor(self._pool(), call)
+        # In the request's context, so that the thread sees its Abort.
+        return asyncio.get_running_loop().run_in_executor(self._pool(), contextvars.copy_context().run, call)
 
     def _pool(self) -> ThreadPoolExecutor:
         # Created on first use, and again after a fork: a parent's threads do not exist in its children.
@@ -105,14 +138,18 @@ def _headers(scope: Scope) -> dict[str, str]:
     return headers
 
 
+_GONE = b"<gone>"  # sentinels, told apart by identity
+_LATE = b"<late>"
+
+
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The body, or None as soon as it passes ``limit`` bytes."""
+    """The body, None as soon as it passes ``limit`` bytes, or ``_GONE`` if the client went away first."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            return _GONE
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -123,10 +160,25 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+async def _watch_disconnect(receive: Receive, abort: Abort) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    abort.abort()
+
+
 async def _send(response: Response, send: Send) -> None:
+    """Send the answer, releasing each piece once the server has taken it, so a slow reader holds no more than
+    what is still to go."""
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
     headers.append((b"content-length", str(response.length).encode("latin-1")))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    last = len(response.parts) - 1
-    for index, part in enumerate(response.parts):
-        await send({"type": "http.response.body", "body": part, "more_body": index < last})
+    parts = response.parts
+    if len(parts) <= 1:
+        await send({"type": "http.response.body", "body": parts[0] if parts else b"", "more_body": False})
+        return
+    parts.reverse()  # popped from the end: each piece is freed once sent
+    response.parts = []
+    while parts:
+        part = parts.pop()
+        await send({"type": "http.response.body", "body": part, "more_body": bool(parts)})
+        del part

@@ -36,6 +36,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 from . import errors
 from ._process import current_pid
 from .dialects import DialectSupport, dialect_support
+from .engine.deadline import Backoff
 from .options import Options, ResolvedTarget
 from .pools import PoolRegistry, PoolStats
 
@@ -119,6 +120,7 @@ class EngineCache:
     def __init__(self, options: Options) -> None:
         self._options = options
         self.registry: PoolRegistry[EngineEntry] = PoolRegistry(options)
+        self.backoff = Backoff(options.reconnect_backoff)  # shared with the async pools
         self._reaper: threading.Thread | None = None
         self._reaper_lock = threading.Lock()
         self._stopped = threading.Event()
@@ -142,6 +144,7 @@ class EngineCache:
             self._create_engine(target, username, password, database), dialect_support(target.family),
             time.monotonic()))
         try:
+            self.backoff.check(target.name)
             proxied = entry.engine.raw_connection()
         except BaseException as exc:
             self.registry.checkin(entry)
@@ -161,12 +164,16 @@ class EngineCache:
     def _connect_failed(
         self, exc: BaseException, entry: EngineEntry, target: ResolvedTarget, username: str
     ) -> BaseException:
+        if isinstance(exc, errors.SQLHTTPError):
+            return exc  # the back-off's own answer
         if isinstance(exc, sqlalchemy.exc.TimeoutError):
             return errors.PoolTimeout.busy(self._options.pool_size, self._options.pool_timeout, target.name)
         original = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig is not None else exc
         if not isinstance(original, entry.engine.dialect.loaded_dbapi.Error):
             return exc
         error = entry.support.translate_connect_error(original, target.name, username)
+        if isinstance(error, errors.DatabaseUnavailable):
+            self.backoff.failed(target.name)
         if isinstance(error, (errors.AuthenticationFailed, errors.PermissionDenied, errors.UnknownDatabase)):
             self.registry.discard(entry)  # failed logins must not fill the cache
         return error
@@ -212,8 +219,12 @@ class EngineCache:
         )
         event.listen(engine, "do_connect", lambda dialect, record, cargs, cparams: support.adjust_connect(cparams))
         timeout = target.statement_timeout or options.statement_timeout
-        event.listen(engine, "connect", lambda dbapi_connection, record: support.on_connect(
-            dbapi_connection, target.read_only, timeout))
+
+        def connected(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+            self.backoff.succeeded(target.name)
+            support.on_connect(dbapi_connection, target.read_only, timeout)
+
+        event.listen(engine, "connect", connected)
         event.listen(engine, "checkin", _mark_idle)
         event.listen(engine, "checkout", _check_alive(support))
         return engine

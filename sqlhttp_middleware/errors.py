@@ -115,6 +115,13 @@ class MethodNotAllowed(SQLHTTPError):
     code = "METHOD_NOT_ALLOWED"
 
 
+class RequestTimeout(SQLHTTPError):
+    """The request body did not arrive within ``body_timeout``."""
+
+    status = 408
+    code = "REQUEST_TIMEOUT"
+
+
 class PayloadTooLarge(SQLHTTPError):
     status = 413
     code = "PAYLOAD_TOO_LARGE"

@@ -21,6 +21,23 @@ __all__ = [
 FATAL = re.compile(r"FATAL:\s+(.*)")
 
 
+# TCP keepalives on every database connection: a dead peer is noticed after IDLE + INTERVAL * COUNT seconds.
+KEEPALIVE_IDLE = 15
+KEEPALIVE_INTERVAL = 5
+KEEPALIVE_COUNT = 3
+
+
+def keep_alive(sock: Any) -> None:
+    """Turn TCP keepalives on for ``sock`` with the figures above (where the platform has them)."""
+    import socket
+
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", KEEPALIVE_IDLE), ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+                        ("TCP_KEEPCNT", KEEPALIVE_COUNT)):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
 @dataclass(frozen=True)
 class Session:
     """What every checkout makes sure of, so nothing a previous request set can outlive it."""
@@ -36,7 +53,7 @@ class Session:
 class DialectSupport:
     family: ClassVar[str]
     paramstyle: ClassVar[str] = "format"
-    watchdog_grace: ClassVar[float] = 1.0  # seconds the database's own timeout gets before the watchdog steps in
+    watchdog_grace: ClassVar[float] = 0.0  # seconds the database's own timeout gets before the watchdog steps in
 
     def connect_args(self, connect_timeout: float) -> dict[str, Any]:
         return {}

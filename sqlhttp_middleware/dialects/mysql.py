@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from .base import NumberedErrors, Session, auth_failed, error_number, fetch_batches, isolation_sql
+from .base import NumberedErrors, Session, auth_failed, error_number, fetch_batches, isolation_sql, keep_alive
 
 if TYPE_CHECKING:
     from ..engine.work import Statement, Transaction
@@ -27,7 +28,21 @@ class MySQLSupport(NumberedErrors):
         import orjson
 
         conversions[FIELD_TYPE.JSON] = orjson.loads
-        return {"connect_timeout": connect_timeout, "conv": conversions, "local_infile": False}
+        # read_timeout bounds the handshake too (PyMySQL's connect_timeout covers only the TCP connect): a frozen
+        # server that accepted the connection cannot hold it for the system's TCP timeouts. It is lifted once
+        # connected (on_connect): statements are bounded by the deadlines (engine/deadline.py).
+        return {"connect_timeout": connect_timeout, "read_timeout": connect_timeout, "write_timeout": connect_timeout,
+                "conv": conversions, "local_infile": False}
+
+    def on_connect(self, dbapi_connection: Any, read_only: bool, timeout: float) -> None:
+        dbapi_connection._read_timeout = dbapi_connection._write_timeout = None
+        sock = dbapi_connection._sock
+        if sock is not None:
+            sock.settimeout(None)
+            dbapi_connection._current_timeout = None
+            if sock.family != socket.AF_UNIX:
+                keep_alive(sock)
+
 
     def adjust_connect(self, cparams: dict[str, Any]) -> None:
         # PyMySQL sends a str password encoded as Latin-1, so 'wörd' would not match a password the server hashed
@@ -63,6 +78,7 @@ class MySQLSupport(NumberedErrors):
         """From a connection of its own: stop what ``dbapi_connection`` is running (the watchdog's action)."""
         cargs, cparams = engine.dialect.create_connect_args(engine.url)
         self.adjust_connect(cparams)
+        cparams.update(connect_timeout=2, read_timeout=2, write_timeout=2)  # a server that does not answer
         killer = engine.dialect.loaded_dbapi.connect(*cargs, **cparams)
         try:
             with killer.cursor() as cursor:

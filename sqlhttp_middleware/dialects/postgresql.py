@@ -8,7 +8,18 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from .base import FATAL, DialectSupport, Session, auth_failed, fetch_batches, first_keyword, isolation_sql
+from .base import (
+    FATAL,
+    KEEPALIVE_COUNT,
+    KEEPALIVE_IDLE,
+    KEEPALIVE_INTERVAL,
+    DialectSupport,
+    Session,
+    auth_failed,
+    fetch_batches,
+    first_keyword,
+    isolation_sql,
+)
 
 if TYPE_CHECKING:
     from ..engine.work import Column, Statement, Transaction
@@ -153,6 +164,9 @@ class PostgreSQLSupport(DialectSupport):
             "connect_timeout": max(1, round(connect_timeout)),
             "application_name": "sqlhttp-middleware",
             "client_encoding": "UTF8",  # as node-postgres asks: text arrives as UTF-8 whatever the database's is
+            # A peer that died (or a path that went black) is noticed in about 30 s, not the system's 2 hours.
+            "keepalives": 1, "keepalives_idle": KEEPALIVE_IDLE, "keepalives_interval": KEEPALIVE_INTERVAL,
+            "keepalives_count": KEEPALIVE_COUNT,
             "cursor_factory": _single_statement_cursor(),
         }
 

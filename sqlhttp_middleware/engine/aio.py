@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from .. import errors
+from .. import errors, metrics
 from .._process import current_pid
 from ..dialects.base import CursorInfo, Session, first_keyword
 from ..dialects.postgresql import (
@@ -39,7 +39,8 @@ from ..dialects.postgresql import (
 )
 from ..options import Options, ResolvedTarget
 from ..pools import PoolRegistry, PoolStats
-from .executor import BATCH, Executor, check_batch, connection_lost, ended_transaction, in_statement
+from .deadline import Backoff, current_abort, deadline_passed, shut_down
+from .executor import BATCH, Executor, check_work, connection_lost, ended_transaction, in_statement
 from .waiting import loop_connection_class, unregister
 from .work import Login, ResultBuilder, Statement, Work
 
@@ -53,8 +54,9 @@ class AsyncPool:
     """``size`` psycopg async connections for one target and credential set."""
 
     def __init__(self, target: ResolvedTarget, username: str, connect_kwargs: dict[str, Any], options: Options,
-                 session: tuple[bool, float]) -> None:
+                 session: tuple[bool, float], backoff: Backoff) -> None:
         self.target, self.username = target, username
+        self._backoff = backoff
         self._kwargs = connect_kwargs
         self._options = options
         self._session = session  # (read_only, target timeout): what every new connection is armed with
@@ -76,6 +78,7 @@ class AsyncPool:
                     continue
                 return connection
             if self.open < self._options.pool_size:
+                self._backoff.check(self.target.name)
                 self.open += 1
                 try:
                     return await self._connect()
@@ -112,7 +115,12 @@ class AsyncPool:
             connection = await loop_connection_class().connect(
                 **self._kwargs, autocommit=True, cursor_factory=async_single_statement_cursor())
         except psycopg.Error as exc:
-            raise _SUPPORT.translate_connect_error(exc, self.target.name, self.username) from None
+            error = _SUPPORT.translate_connect_error(exc, self.target.name, self.username)
+            if isinstance(error, errors.DatabaseUnavailable):
+                self._backoff.failed(self.target.name)
+            raise error from None
+        self._backoff.succeeded(self.target.name)
+        connection._sqlhttp_cancel_timeout = self._options.deadline_grace
         try:
             read_only, timeout = self._session
             cursor = self.cursors[connection] = connection.cursor()
@@ -193,6 +201,74 @@ def _finish(connection: Any) -> None:
         connection.pgconn.finish()
 
 
+class _Run:
+    """One run's deadlines on the loop (see :mod:`.deadline`): at the deadline a cancel request; at the hard
+    deadline, or ``grace`` seconds after the client went away, the socket shut down under the waiting query, which
+    fails at once; the connection is then closed, never reused."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, connection: Any, session: Session, grace: float) -> None:
+        self.loop, self.connection, self.grace = loop, connection, grace
+        self.healthy = False
+        self.abandoned = False
+        self.aborted = False
+        self._cancels: list[asyncio.Task[None]] = []
+        now = time.monotonic()
+        self._hard_at = session.deadline + grace
+        self._timers = [loop.call_later(max(0.0, session.deadline - now), self._cancel),
+                        loop.call_later(max(0.0, self._hard_at - now), self._abandon)]
+        self._abort = current_abort.get()
+        if self._abort is not None:
+            self._abort.watch(self._trip)
+
+    def _cancel(self) -> None:  # the server stops the statement, which then fails with 57014
+        if not self._cancels and not self.connection.closed:
+            self._cancels.append(self.loop.create_task(self.connection.cancel_safe(timeout=_CANCEL_TIMEOUT)))
+
+    def _abandon(self) -> None:
+        if self.abandoned or self.connection.closed:
+            return
+        self.abandoned = True
+        with contextlib.suppress(Exception):
+            shut_down(self.connection.pgconn.socket)
+
+    def _trip(self) -> None:  # the client went away; may be called from another thread
+        def trip() -> None:
+            if not self.aborted:
+                self.aborted = True
+                self._cancel()
+                self._hard_at = min(self._hard_at, time.monotonic() + self.grace)
+                self._timers.append(self.loop.call_later(self.grace, self._abandon))
+
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(trip)
+
+    async def close(self) -> bool:
+        """Stop the timers; True if the connection may be reused (not abandoned, no cancel still on its way)."""
+        if self._abort is not None:
+            self._abort.watch(None)
+        for timer in self._timers:
+            timer.cancel()
+        reusable = not self.abandoned
+        for task in self._cancels:  # a cancel already sent must land before the connection serves anyone else
+            if reusable:
+                try:
+                    await asyncio.wait_for(asyncio.shield(task), max(0.0, self._hard_at - time.monotonic()))
+                except TimeoutError:
+                    reusable = False
+                except Exception:  # noqa: S110 - the statement may have ended meanwhile
+                    pass
+            if not task.done():
+                task.cancel()
+                task.add_done_callback(_quiet)
+        return reusable
+
+
+def _quiet(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class AsyncPostgres:
     """Runs PostgreSQL queries on the running event loop; one per middleware instance."""
 
@@ -214,7 +290,7 @@ class AsyncPostgres:
         def create() -> AsyncPool:
             limits = self._executor.limits[target.name]
             return AsyncPool(target, login.username, _connect_kwargs(target, login, self._options), self._options,
-                             (limits.read_only, limits.timeout))
+                             (limits.read_only, limits.timeout), self._executor.backoff)
 
         return self.registry.checkout(self.registry.key(target, login.username, login.password, login.database),
                                       create)
@@ -247,7 +323,7 @@ class AsyncPostgres:
     async def run(self, work: Work, login: Login, builder: ResultBuilder) -> Any:
         """Run ``work`` with the database ``login``, into ``builder``; returns what ``builder.finish()`` returns, or
         raises an :class:`errors.SQLHTTPError`."""
-        check_batch(work)
+        check_work(work, self._executor.max_sql_bytes)
         session = self._executor.session(work)
         loop = asyncio.get_running_loop()
         pool = self._pool(loop, work.target, login)
@@ -257,27 +333,24 @@ class AsyncPostgres:
             except (errors.AuthenticationFailed, errors.PermissionDenied, errors.UnknownDatabase):
                 self.registry.discard(pool)  # failed logins must not fill the cache
                 raise
-            healthy = False
+            run = _Run(loop, connection, session, self._options.deadline_grace)
             try:
-                body = await self._execute(loop, connection, pool.cursors[connection], work, builder, session)
-                healthy = True
+                body = await self._execute(connection, pool.cursors[connection], work, builder, session, run)
+                run.healthy = True
                 return body
             except errors.SQLHTTPError as error:
-                healthy = not isinstance(error, errors.DatabaseUnavailable)
+                run.healthy = not isinstance(error, errors.DatabaseUnavailable)
                 raise
             finally:
-                pool.release(connection, healthy=healthy and await _leave_no_transaction(connection))
+                healthy = await run.close() and await _leave_no_transaction(connection)
+                if run.abandoned:
+                    metrics.connection_abandoned(work.target.name, "disconnect" if run.aborted else "deadline")
+                pool.release(connection, healthy=healthy)
         finally:
             self.registry.checkin(pool)
 
-    async def _execute(self, loop: asyncio.AbstractEventLoop, connection: Any, cursor: Any, work: Work,
-                       builder: ResultBuilder, session: Session) -> Any:
-        cancels: list[asyncio.Task[None]] = []
-
-        def cancel() -> None:  # the deadline: the server stops the statement, which then fails with 57014
-            cancels.append(loop.create_task(connection.cancel_safe(timeout=_CANCEL_TIMEOUT)))
-
-        timer = loop.call_later(max(0.0, session.deadline - time.monotonic()), cancel)
+    async def _execute(self, connection: Any, cursor: Any, work: Work, builder: ResultBuilder, session: Session,
+                       run: _Run) -> Any:
         in_batch = work.transaction is not None
         index = 0
         try:
@@ -294,17 +367,14 @@ class AsyncPostgres:
                 await cursor.execute("COMMIT")
             return builder.finish()
         except psycopg.Error as exc:
+            if run.abandoned:
+                raise deadline_passed(session.timeout, run.grace) from None
             if connection.broken or connection.closed:
                 raise connection_lost() from None
             error = _SUPPORT.translate_error(exc, session.timeout)
             if in_batch:
                 in_statement(error, index, session.read_only)
             raise error from None
-        finally:
-            timer.cancel()
-            for task in cancels:  # a cancel already sent must land before the connection serves anyone else
-                with contextlib.suppress(Exception):  # the statement may have ended meanwhile
-                    await task
 
     async def _statement(self, connection: Any, cursor: Any, index: int, statement: Statement, work: Work,
                          builder: ResultBuilder) -> None:

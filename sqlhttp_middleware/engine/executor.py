@@ -20,17 +20,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
-from .. import errors
+from .. import errors, metrics
 from ..dialects import DialectSupport, dialect_support
 from ..dialects.base import CursorInfo, Session, first_keyword
 from ..engines import EngineCache, Lease
 from ..options import Options
+from ..sqltext import problem
 from ..watchdog import Watchdog
+from .deadline import Guard, deadline_passed
 from .work import Limits, Login, ResultBuilder, Statement, Work
 
-__all__ = ["BATCH", "Executor", "check_batch", "connection_lost", "ended_transaction", "in_statement", "limits_for"]
+__all__ = ["BATCH", "Executor", "check_work", "connection_lost", "ended_transaction", "in_statement", "limits_for"]
 
 BATCH = 500  # rows fetched and handed to the builder at a time
 
@@ -50,8 +53,16 @@ def limits_for(options: Options) -> dict[str, Limits]:
     }
 
 
-def check_batch(work: Work) -> None:
-    """Refuse, before anything runs, a batch whose statements would end its transaction themselves."""
+def check_work(work: Work, max_sql_bytes: int) -> None:
+    """Refuse, before anything runs, SQL text that would hold the database past any deadline (see
+    :mod:`..sqltext`), and a batch whose statements would end its transaction themselves."""
+    family = work.target.family
+    for index, statement in enumerate(work.statements):
+        unfit = problem(statement.sql, family, max_sql_bytes)
+        if unfit is not None:
+            error = errors.BadRequest(unfit if len(work.statements) == 1 else f"statement {index}: {unfit}")
+            error.statement = index if work.transaction is not None else None
+            raise error
     if work.transaction is None:
         return
     for index, statement in enumerate(work.statements):
@@ -70,9 +81,12 @@ class Executor:
 
     def __init__(self, engines: EngineCache, options: Options) -> None:
         self._engines = engines
+        self.backoff = engines.backoff
         self.limits = limits_for(options)
         self._watchdog = Watchdog()
         self._busy_timeout = options.connect_timeout  # sqlite3's timeout, as the engines connect with it
+        self.max_sql_bytes = options.max_sql_bytes
+        self._grace = options.deadline_grace
 
     def session(self, work: Work) -> Session:
         """The timeout and read-only mode this work runs under; its deadline starts now."""
@@ -88,7 +102,7 @@ class Executor:
         With a ``budget`` (SQLite on the event loop), a statement that runs longer, or finds the database locked,
         is interrupted, undone by SQLite, and :class:`errors.RunElsewhere` raised: run it again on a thread.
         """
-        check_batch(work)
+        check_work(work, self.max_sql_bytes)
         target = work.target
         with self._engines.connection(target, login.username, login.password, login.database) as lease:
             return self._execute(lease, dialect_support(target.family), work, builder, budget)
@@ -103,18 +117,19 @@ class Executor:
         if budget is not None:
             session = replace(session, inline=True, deadline=min(work_deadline, time.monotonic() + budget))
         in_batch = work.transaction is not None
-        watch: int | None = None
+        guard: Guard | None = None
         cursor: Any = None
         index = 0
         try:
+            fd = support.socket_fd(connection)
+            if fd is not None and fd >= 0:
+                # MySQL's and MariaDB's per-statement timeouts cannot hold a batch's one deadline, and MySQL's
+                # covers only SELECT: there the watchdog stops whichever statement runs when it passes.
+                kills = (in_batch and support.family == "mysql") or support.needs_watchdog(engine.dialect)
+                guard = Guard(self._watchdog, soft_at=session.deadline + support.watchdog_grace,
+                              hard_at=session.deadline + self._grace, grace=self._grace, fd=fd,
+                              cancel=partial(support.kill_query, connection, engine) if kills else None)
             support.prepare_session(connection, session, engine.dialect)
-            if in_batch and support.family == "mysql":
-                # A batch's statements share one deadline, which MySQL's and MariaDB's per-statement timeouts
-                # cannot hold: the watchdog stops whichever statement runs when it passes.
-                watch = self._watchdog.arm(session.deadline, lambda: support.kill_query(connection, engine))
-            elif support.needs_watchdog(engine.dialect):
-                watch = self._watchdog.arm(session.deadline + support.watchdog_grace,
-                                           lambda: support.kill_query(connection, engine))
             if work.transaction is not None:
                 for sql in support.begin(work.transaction, session.read_only):
                     self._plain(connection, sql)
@@ -129,6 +144,10 @@ class Executor:
                 self._plain(connection, "COMMIT")
             body = builder.finish()
         except dbapi_error as exc:
+            if guard is not None and guard.abandoned:
+                lease.broken = True
+                metrics.connection_abandoned(work.target.name, "disconnect" if guard.aborted else "deadline")
+                raise deadline_passed(session.timeout, self._grace) from None
             if session.inline and (support.is_busy(exc) or (
                     support.is_timeout(exc) and time.monotonic() < work_deadline)):
                 self._leave_no_transaction(lease, support)
@@ -145,8 +164,8 @@ class Executor:
             self._leave_no_transaction(lease, support, in_batch)
             raise
         finally:
-            if watch is not None:
-                self._watchdog.disarm(watch)
+            if guard is not None and not guard.close():
+                lease.broken = True  # given up at the hard deadline, or a cancel could still land on it
             support_end(lease, support, session, dbapi_error)
             self._close_cursor(lease, cursor, dbapi_error)
         self._leave_no_transaction(lease, support)

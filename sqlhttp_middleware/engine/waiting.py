@@ -42,6 +42,7 @@ def loop_connection_class() -> Any:
         _sqlhttp_waiter: asyncio.Future[None] | None = None
         _sqlhttp_busy = False  # inside wait(): readable until the woken task has read (epoll is level-triggered)
         _sqlhttp_idle_events = 0
+        _sqlhttp_cancel_timeout = 5.0  # seconds an interrupted query's cancel and drain may take (deadline_grace)
 
         def _sqlhttp_readable(self) -> None:
             waiter = self._sqlhttp_waiter
@@ -102,9 +103,10 @@ def loop_connection_class() -> Any:
 
         async def _sqlhttp_cancel(self, gen: Any, interval: float) -> None:
             """What psycopg does for an interrupted wait: cancel the query, drain it, or give the connection up."""
+            timeout = self._sqlhttp_cancel_timeout
             try:
-                await self._try_cancel(timeout=5.0)
-                await waiting.wait_async(gen, self.pgconn.socket, interval=interval, timeout=5.0)
+                await self._try_cancel(timeout=timeout)
+                await waiting.wait_async(gen, self.pgconn.socket, interval=interval, timeout=timeout)
             except psycopg.errors.QueryCanceled:
                 pass
             except BaseException as exc:  # not terminated, or interrupted again: the state is unknown
