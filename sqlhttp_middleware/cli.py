@@ -7,6 +7,7 @@ command line wins. Workers get their settings through the environment, so ``--wo
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -45,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[env_name("targets")] = " ".join(f"{name}={url}" for name, url in targets.items())
         if args.path:
             os.environ[env_name("path")] = args.path
-        Options.from_kwargs(**options_from_env())  # refuse a bad setting here, not in every worker
+        options = Options.from_kwargs(**options_from_env())  # refuse a bad setting here, not in every worker
     except ConfigurationError as error:
         print(f"sqlhttp-middleware: {error}", file=sys.stderr)
         return 2
@@ -54,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         print("sqlhttp-middleware: the server needs uvicorn: pip install 'sqlhttp-middleware[server]'", file=sys.stderr)
         return 2
+    # On SIGTERM, in-flight requests get drain_timeout seconds; then uvicorn cancels them and exits. A request
+    # never waits on its database past its hard deadline, so none can keep the process alive.
     uvicorn.run("sqlhttp_middleware.cli:app_from_env", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level=args.log_level)
+                workers=args.workers, log_level=args.log_level, timeout_graceful_shutdown=math.ceil(options.drain_timeout))
     return 0

@@ -6,13 +6,17 @@ app untouched. The endpoint path is matched against ``PATH_INFO``, so a mount un
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import IO, TYPE_CHECKING, Any
 
 from typing_extensions import Unpack
 
+from . import errors
 from .core import Request, Response, SQLHTTPCore
+from .engine.deadline import shut_down
 from .options import OptionKeywords
 
 if TYPE_CHECKING:
@@ -44,14 +48,46 @@ class SQLHTTPMiddleware:
         refused = self.core.check_head(method, headers, environ.get("PATH_INFO", ""))
         if refused is not None:
             return _send(refused, start_response)
-        body = _read_body(environ, headers, self.core.options.max_body_bytes)
+        body = self._read_body(environ, headers)
         if body is None:
-            return _send(self.core.error_response(self.core.too_large()), start_response)
+            return _send(self.core.error_response(self.core.too_large(), headers), start_response)
+        if body is _LATE:
+            timeout = self.core.options.body_timeout
+            late = errors.RequestTimeout(f"the request body did not arrive within {timeout:g} s")
+            return _send(self.core.error_response(late, headers), start_response)
         request = Request(method, environ.get("PATH_INFO", ""), headers, body, environ.get("REMOTE_ADDR"))
         return _send(self.core.handle(request, head_checked=True), start_response)
 
+    def _read_body(self, environ: WSGIEnvironment, headers: dict[str, str]) -> bytes | None:
+        """The body; ``_LATE`` if it did not arrive within ``body_timeout``, which is enforced where the server
+        hands us its socket (gunicorn, werkzeug): at the deadline the socket is shut down for reading, so the
+        blocked read returns."""
+        limit = self.core.options.max_body_bytes
+        sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+        fileno = getattr(sock, "fileno", None)
+        fd = fileno() if fileno is not None else -1
+        if fd < 0 or headers.get("content-length") == "0":
+            return _read_body(environ, headers, limit)
+        watchdog = self.core.executor.watchdog
+        late: list[bool] = []
+
+        def stop_reading() -> None:
+            late.append(True)
+            shut_down(fd, socket.SHUT_RD)  # the answer can still be written
+
+        handle = watchdog.arm(time.monotonic() + self.core.options.body_timeout, stop_reading)
+        try:
+            body = _read_body(environ, headers, limit)
+        finally:
+            watchdog.disarm(handle)
+        return _LATE if late else body
+
     def close(self) -> None:
         self.core.close()
+
+
+_LATE = b"<late>"  # a sentinel, told apart by identity
+
 
 
 def _headers(environ: WSGIEnvironment) -> dict[str, str]:

@@ -38,14 +38,14 @@ __all__ = ["Abort", "Backoff", "Guard", "current_abort", "deadline_passed", "shu
 logger = logging.getLogger("sqlhttp_middleware.engine")
 
 
-def shut_down(fd: int) -> None:
-    """Shut the socket ``fd`` down for reading and writing: a call blocked on it returns at once. Never blocks."""
+def shut_down(fd: int, how: int = socket.SHUT_RDWR) -> None:
+    """Shut the socket ``fd`` down (for reading and writing): a call blocked on it returns at once. Never blocks."""
     try:
         sock = socket.socket(fileno=fd)
     except OSError:
         return
     try:
-        sock.shutdown(socket.SHUT_RDWR)
+        sock.shutdown(how)
     except OSError:
         pass  # already closed by the peer
     finally:

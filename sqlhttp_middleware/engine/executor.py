@@ -83,7 +83,7 @@ class Executor:
         self._engines = engines
         self.backoff = engines.backoff
         self.limits = limits_for(options)
-        self._watchdog = Watchdog()
+        self.watchdog = Watchdog()
         self._busy_timeout = options.connect_timeout  # sqlite3's timeout, as the engines connect with it
         self.max_sql_bytes = options.max_sql_bytes
         self._grace = options.deadline_grace
@@ -126,7 +126,7 @@ class Executor:
                 # MySQL's and MariaDB's per-statement timeouts cannot hold a batch's one deadline, and MySQL's
                 # covers only SELECT: there the watchdog stops whichever statement runs when it passes.
                 kills = (in_batch and support.family == "mysql") or support.needs_watchdog(engine.dialect)
-                guard = Guard(self._watchdog, soft_at=session.deadline + support.watchdog_grace,
+                guard = Guard(self.watchdog, soft_at=session.deadline + support.watchdog_grace,
                               hard_at=session.deadline + self._grace, grace=self._grace, fd=fd,
                               cancel=partial(support.kill_query, connection, engine) if kills else None)
             support.prepare_session(connection, session, engine.dialect)
