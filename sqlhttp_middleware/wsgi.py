@@ -16,7 +16,7 @@ from typing_extensions import Unpack
 
 from . import errors
 from .core import Request, Response, SQLHTTPCore
-from .engine.deadline import shut_down
+from .engine.deadline import Abort, ClientWatch, current_abort, shut_down
 from .options import OptionKeywords
 
 if TYPE_CHECKING:
@@ -56,16 +56,25 @@ class SQLHTTPMiddleware:
             late = errors.RequestTimeout(f"the request body did not arrive within {timeout:g} s")
             return _send(self.core.error_response(late, headers), start_response)
         request = Request(method, environ.get("PATH_INFO", ""), headers, body, environ.get("REMOTE_ADDR"))
-        return _send(self.core.handle(request, head_checked=True), start_response)
+        fd = _client_fd(environ)
+        if fd < 0:
+            return _send(self.core.handle(request, head_checked=True), start_response)
+        # The server hands us the client's socket: if the client goes away, its statement is stopped.
+        abort = Abort()
+        token = current_abort.set(abort)
+        watch = ClientWatch(self.core.executor.watchdog, fd, abort)
+        try:
+            return _send(self.core.handle(request, head_checked=True), start_response)
+        finally:
+            watch.close()
+            current_abort.reset(token)
 
     def _read_body(self, environ: WSGIEnvironment, headers: dict[str, str]) -> bytes | None:
         """The body; ``_LATE`` if it did not arrive within ``body_timeout``, which is enforced where the server
         hands us its socket (gunicorn, werkzeug): at the deadline the socket is shut down for reading, so the
         blocked read returns."""
         limit = self.core.options.max_body_bytes
-        sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
-        fileno = getattr(sock, "fileno", None)
-        fd = fileno() if fileno is not None else -1
+        fd = _client_fd(environ)
         if fd < 0 or headers.get("content-length") == "0":
             return _read_body(environ, headers, limit)
         watchdog = self.core.executor.watchdog
@@ -87,6 +96,16 @@ class SQLHTTPMiddleware:
 
 
 _LATE = b"<late>"  # a sentinel, told apart by identity
+
+
+def _client_fd(environ: WSGIEnvironment) -> int:
+    """The client's socket, where the server hands it over (gunicorn, werkzeug); -1 elsewhere."""
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    fileno = getattr(sock, "fileno", None)
+    try:
+        return int(fileno()) if fileno is not None else -1
+    except OSError:
+        return -1
 
 
 

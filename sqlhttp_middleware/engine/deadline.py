@@ -33,7 +33,7 @@ from collections.abc import Callable
 from .. import errors
 from ..watchdog import Watchdog
 
-__all__ = ["Abort", "Backoff", "Guard", "current_abort", "deadline_passed", "shut_down"]
+__all__ = ["Abort", "Backoff", "ClientWatch", "Guard", "current_abort", "deadline_passed", "shut_down"]
 
 logger = logging.getLogger("sqlhttp_middleware.engine")
 
@@ -90,6 +90,49 @@ class Abort:
 
 #: The request's :class:`Abort`, for code that runs it on a thread (the adapter copies its context there).
 current_abort: contextvars.ContextVar[Abort | None] = contextvars.ContextVar("sqlhttp_abort", default=None)
+
+
+class ClientWatch:
+    """While a request runs on a WSGI server that hands us the client's socket: every ``interval`` seconds, a look
+    (without reading) at whether the client has closed it; if it has, the request's :class:`Abort` fires. Requests
+    that end sooner cost one watchdog entry and no look."""
+
+    def __init__(self, watchdog: Watchdog, fd: int, abort: Abort, interval: float = 0.5) -> None:
+        self._watchdog, self._fd, self._abort, self._interval = watchdog, fd, abort, interval
+        self._lock = threading.Lock()
+        self._closed = False
+        self._handle = watchdog.arm(time.monotonic() + interval, self._look)
+
+    def _look(self) -> None:  # on the watchdog thread: a non-blocking peek
+        with self._lock:
+            if self._closed:
+                return
+            if not _peer_closed(self._fd):
+                self._handle = self._watchdog.arm(time.monotonic() + self._interval, self._look)
+                return
+        self._abort.abort()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            handle = self._handle
+        self._watchdog.disarm(handle)
+
+
+def _peer_closed(fd: int) -> bool:
+    """True when the peer of ``fd`` has closed the connection (a peek reads end of file)."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return True
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False  # nothing to read: still there
+    except OSError:
+        return True  # reset
+    finally:
+        sock.detach()
 
 
 class Guard:
