@@ -16,6 +16,8 @@ __all__ = ["Watchdog"]
 
 logger = logging.getLogger("sqlhttp_middleware.watchdog")
 
+_IDLE_EXIT = 30.0  # seconds with nothing armed after which the thread ends
+
 
 class Watchdog:
     def __init__(self) -> None:
@@ -25,6 +27,7 @@ class Watchdog:
         self._ids = itertools.count()
         self._thread: threading.Thread | None = None
         self._running: int | None = None  # the handle whose action is under way
+        self._closing = False
 
     def arm(self, deadline: float, action: Callable[[], None]) -> int:
         """Run ``action`` at ``deadline`` (``time.monotonic()``) unless disarmed first. Returns a handle."""
@@ -33,6 +36,7 @@ class Watchdog:
             earliest = not self._heap or deadline < self._heap[0][0]
             heapq.heappush(self._heap, (deadline, handle, action))
             self._live.add(handle)
+            self._closing = False
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="sqlhttp-watchdog", daemon=True)
                 self._thread.start()
@@ -51,12 +55,27 @@ class Watchdog:
                 self._heap = [entry for entry in self._heap if entry[1] in self._live]
                 heapq.heapify(self._heap)
 
+    def close(self) -> None:
+        """Let the thread end (once nothing is armed); an arm after this starts one again."""
+        with self._condition:
+            self._closing = True
+            self._condition.notify()
+
     def _run(self) -> None:
         while True:
             with self._condition:
-                while not self._heap or self._heap[0][0] > time.monotonic():
-                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
-                    self._condition.wait(timeout)
+                while True:
+                    if self._heap:
+                        wait = self._heap[0][0] - time.monotonic()
+                        if wait <= 0:
+                            break
+                        self._condition.wait(wait)
+                    elif self._closing or not self._condition.wait(_IDLE_EXIT):
+                        # Nothing armed for a while, or the middleware closed: no thread kept for nothing. (An arm
+                        # notifies, so a wait that timed out saw none.)
+                        self._thread = None
+                        self._closing = False
+                        return
                 _, handle, action = heapq.heappop(self._heap)
                 if handle not in self._live:
                     continue

@@ -4,6 +4,7 @@ down is not hammered."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -30,10 +31,8 @@ def blocked_read(sock: socket.socket) -> tuple[threading.Thread, list[float]]:
     returned: list[float] = []
 
     def read() -> None:
-        try:
+        with contextlib.suppress(OSError):
             sock.recv(1)
-        except OSError:
-            pass
         returned.append(time.monotonic())
 
     thread = threading.Thread(target=read, daemon=True)

@@ -7,6 +7,8 @@ Run with ``-s`` for the figures that docs/reliability.md quotes.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -177,15 +179,12 @@ def test_sigterm_drains_and_exits_within_the_drain_timeout(private_pg: PrivatePo
     try:
         url = f"http://127.0.0.1:{port}/sql"
         wait_until_serving(url, process)
-        import json
 
         def ask() -> None:
             request = urllib.request.Request(url, json.dumps(db.body("select 1 as n")).encode(),
                                              {"Content-Type": "application/json"})
-            try:
+            with contextlib.suppress(OSError):
                 urllib.request.urlopen(request, timeout=30).read()
-            except OSError:
-                pass
 
         ask()  # a warm connection
         private_pg.freeze()
