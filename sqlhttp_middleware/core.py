@@ -7,6 +7,9 @@ before any body is read), the protocol's parser (wire format to neutral :class:`
 (rate limits, the login brake, authentication, to a :class:`~.engine.work.Login`), the executor (pools,
 deadlines, read-only, caps; sync or on the event loop), and the protocol's result builder and error shape. Errors
 are raised where they happen and turned into bytes once, by the protocol that received the request.
+
+Every answer at the endpoint is observed once (:class:`~.metrics.Observer`: its request id, log line and samples).
+The mount's other pages (the OpenAPI document, metrics, liveness and readiness) are answered beside the pipeline.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from typing_extensions import Unpack
@@ -25,7 +29,9 @@ from .auth import Authenticator, run_steps, run_steps_async
 from .engine.executor import Executor
 from .engine.work import Work
 from .engines import EngineCache
+from .health import Readiness, alive
 from .http import Cors, Request, Response
+from .metrics import Observer
 from .options import OptionKeywords, Options
 from .protocols import Neon, PolyScale, Protocol
 from .protocols.polyscale import openapi_document
@@ -65,8 +71,13 @@ class SQLHTTPCore:
         self.claimed: tuple[Protocol[Any], ...] = (Neon(opts),)
         every = (self.polyscale, *self.claimed)
         self.cors = Cors(opts.cors_origins, [h for p in every for h in p.request_headers],
-                         [h for p in every for h in p.exposed_headers])
-        self.paths = frozenset(path for path in (opts.path, opts.openapi_path) if path)  # what this mount answers
+                         ["x-request-id", *(h for p in every for h in p.exposed_headers)])
+        self.observer = Observer(opts)
+        self.readiness = Readiness(opts.targets) if opts.health_path else None
+        self._ready_path = opts.health_path + "/ready" if opts.health_path else ""
+        pages = (opts.openapi_path, opts.metrics_path, opts.health_path, self._ready_path)
+        self._pages = frozenset(path for path in pages if path)  # answered beside the endpoint
+        self.paths = frozenset({opts.path, *self._pages})  # what this mount answers
         # Counting in Redis is a network round trip: on the async path it goes to a thread.
         self._storage_blocks = self.limiter.blocks
         self.auth = Authenticator(hook=opts.authorize, attempts=opts.login_attempts, window=opts.login_window,
@@ -78,6 +89,9 @@ class SQLHTTPCore:
             self.aio = AsyncPostgres(self.executor, opts)
         self._inline_budget = opts.inline_budget
         self._gates: OrderedDict[tuple[str, str, str], asyncio.Semaphore] = OrderedDict()
+        self._gate_waiting: dict[str, int] = {}  # target -> requests waiting on the loop for its pools' turn
+        if self.observer.metrics is not None:
+            self.observer.metrics.watch(self)
 
     # -- routing and the request head -----------------------------------------------------------------------------
 
@@ -92,20 +106,24 @@ class SQLHTTPCore:
         return self.polyscale
 
     def check_head(self, method: str, headers: Mapping[str, str], path: str | None = None) -> Response | None:
-        """Answer what can be answered before reading the body: the OpenAPI document, a CORS preflight, a wrong
-        method, media type, or declared size. None: read the body and call :meth:`handle`."""
+        """Answer what can be answered before reading the body: the mount's pages (the OpenAPI document, metrics,
+        health; readiness when its results are fresh), a CORS preflight, a wrong method, media type, or declared
+        size. None: read the body and call :meth:`handle`."""
         response = self._check_head(method, headers, path)
         if response is not None:
             self.cors.decorate(response, headers)
         return response
 
     def _check_head(self, method: str, headers: Mapping[str, str], path: str | None) -> Response | None:
-        if path is not None and path == self.options.openapi_path and path != self.options.path:
-            return self._openapi(method)
+        if path is not None and path in self._pages:
+            return self._page(method, headers, path)
+        started = perf_counter()
         protocol = self.route(headers)
         try:
             if self.cors.is_preflight(method, headers):
-                return self.cors.preflight(headers)
+                response = self.cors.preflight(headers)
+                self.observer.answered(headers, response, protocol.name, None, started)
+                return response
             if method != "POST":
                 raise errors.MethodNotAllowed(
                     f"{method} is not allowed on {self.options.path}; send a POST with a JSON body",
@@ -123,14 +141,27 @@ class SQLHTTPCore:
                 if int(declared) > self.options.max_body_bytes:
                     raise self.too_large()
         except errors.SQLHTTPError as error:
-            return protocol.error_response(error)
+            response = protocol.error_response(error)
+            self.observer.answered(headers, response, protocol.name, None, started, error)
+            return response
         return None
 
-    def _openapi(self, method: str) -> Response:
+    def _page(self, method: str, headers: Mapping[str, str], path: str) -> Response | None:
+        """One of the mount's pages; None for readiness that needs a probe (:meth:`handle` or :meth:`handle_async`
+        runs it, after the adapter has read the empty body)."""
         if method not in ("GET", "HEAD"):
             return self.error_response(errors.MethodNotAllowed(
-                f"{method} is not allowed on {self.options.openapi_path}; GET it", headers={"Allow": "GET, HEAD"}))
-        return Response(200, openapi_document(self.options.path), [("content-type", "application/json")])
+                f"{method} is not allowed on {path}; GET it", headers={"Allow": "GET, HEAD"}))
+        opts = self.options
+        if path == opts.openapi_path:
+            return Response(200, openapi_document(opts.path), [("content-type", "application/json")])
+        if path == opts.metrics_path:
+            assert self.observer.metrics is not None
+            return self.observer.metrics.exposition(headers)
+        if path == opts.health_path:
+            return alive()
+        assert self.readiness is not None
+        return self.readiness.cached()
 
     def too_large(self) -> errors.PayloadTooLarge:
         return errors.PayloadTooLarge(
@@ -144,11 +175,20 @@ class SQLHTTPCore:
 
         Adapters that already called :meth:`check_head` before reading the body pass ``head_checked=True``.
         """
-        admitted = self._admit(request, head_checked)
+        if request.path in self._pages:
+            page = self._page(request.method, request.headers, request.path)
+            if page is None:  # readiness, probed
+                assert self.readiness is not None
+                page = self.readiness.check()
+            self.cors.decorate(page, request.headers)
+            return page
+        started = perf_counter()
+        admitted = self._admit(request, head_checked, started)
         if isinstance(admitted, Response):
             return admitted
         protocol, admission, client, parsed = admitted
-        return self._answer(request, protocol, parsed, admission, self._attempt(request, protocol, parsed, client))
+        return self._answer(request, protocol, parsed, admission, self._attempt(request, protocol, parsed, client),
+                            started)
 
     async def handle_async(self, request: Request, offload: Offload[Any]) -> Response:
         """:meth:`handle` for an event loop, after :meth:`check_head`. Never raises.
@@ -158,7 +198,18 @@ class SQLHTTPCore:
         No more requests for one pool go to the threads than the pool has connections: the others wait their turn
         on the loop, first come first served, instead of crowding the threads (and the interpreter lock).
         """
-        admitted = await offload(partial(self._admit, request)) if self._storage_blocks else self._admit(request)
+        if request.path in self._pages:
+            page = self._page(request.method, request.headers, request.path)
+            if page is None:  # readiness, probed
+                assert self.readiness is not None
+                page = await self.readiness.check_async()
+            self.cors.decorate(page, request.headers)
+            return page
+        started = perf_counter()
+        if self._storage_blocks:
+            admitted = await offload(partial(self._admit, request, True, started))
+        else:
+            admitted = self._admit(request, True, started)
         if isinstance(admitted, Response):
             return admitted
         protocol, admission, client, parsed = admitted
@@ -167,7 +218,7 @@ class SQLHTTPCore:
             result = await self._attempt_async(request, protocol, parsed, client, offload)
         else:
             result = await self._attempt_gated(request, protocol, parsed, client, offload)
-        return self._answer(request, protocol, parsed, admission, result)
+        return self._answer(request, protocol, parsed, admission, result, started)
 
     async def _attempt_gated(self, request: Request, protocol: Protocol[Any], parsed: Parsed, client: str,
                              offload: Offload[Any]) -> Any:
@@ -176,10 +227,14 @@ class SQLHTTPCore:
         work = parsed.work
         gate = self._gate(work)
         if gate.locked():  # every connection of the pool is in use: wait as long as the pool would
+            name = work.target.name
+            self._gate_waiting[name] = self._gate_waiting.get(name, 0) + 1
             try:
                 await asyncio.wait_for(gate.acquire(), self.options.pool_timeout)
             except TimeoutError:
-                return errors.PoolTimeout.busy(self.options.pool_size, self.options.pool_timeout, work.target.name)
+                return errors.PoolTimeout.busy(self.options.pool_size, self.options.pool_timeout, name)
+            finally:
+                self._gate_waiting[name] -= 1
         else:
             await gate.acquire()
         try:
@@ -203,9 +258,10 @@ class SQLHTTPCore:
             self._gates.move_to_end(key)
         return gate
 
-    def _admit(self, request: Request, head_checked: bool = True) -> Response | _Admitted:
+    def _admit(self, request: Request, head_checked: bool, started: float) -> Response | _Admitted:
         """Everything before the database: the head, the size, the rate limit, the body. A Response refuses."""
         admission: Admission | None = None
+        parsed: Parsed | None = None
         protocol = self.route(request.headers)
         try:
             if not head_checked:
@@ -221,7 +277,7 @@ class SQLHTTPCore:
             target = parsed.work.target
             self.limiter.admit_target(admission, target.name, self._target_policies[target.name])
         except Exception as error:  # every failure: an answer in the protocol's error shape
-            return self._answer(request, protocol, None, admission, error)
+            return self._answer(request, protocol, parsed, admission, error, started)
         return protocol, admission, client, parsed
 
     def _attempt(self, request: Request, protocol: Protocol[Any], parsed: Parsed, client: str,
@@ -248,7 +304,9 @@ class SQLHTTPCore:
             return error
 
     def _answer(self, request: Request, protocol: Protocol[Any], parsed: Parsed | None, admission: Admission | None,
-                result: Any) -> Response:
+                result: Any, started: float) -> Response:
+        """Every answer the endpoint makes past its head: the body, or the error ``result``, in the protocol's
+        shape, with its headers; observed. ``parsed`` is None if the request failed before it was parsed."""
         if isinstance(result, (bytes, list)):
             assert parsed is not None
             response = protocol.respond(parsed, result)
@@ -263,14 +321,23 @@ class SQLHTTPCore:
         if admission is not None:
             response.headers.extend(admission.header_items())
         self.cors.decorate(response, request.headers)
+        self.observer.answered(request.headers, response, protocol.name, parsed.work if parsed is not None else None,
+                               started, result if isinstance(result, BaseException) else None)
         return response
 
     # -- answers --------------------------------------------------------------------------------------------------
 
     def error_response(self, error: errors.SQLHTTPError, headers: Mapping[str, str] | None = None) -> Response:
-        """``error`` in the error shape of the protocol the request ``headers`` speak (PolyScale's without)."""
-        protocol = self.route(headers) if headers is not None else self.polyscale
-        return protocol.error_response(error)
+        """``error`` in the error shape of the protocol the request ``headers`` speak (PolyScale's without).
+
+        With ``headers``, the answer to a request at the endpoint whose body the adapter refused (too large, too
+        slow): observed like every other answer there, its duration unknown."""
+        if headers is None:
+            return self.polyscale.error_response(error)
+        protocol = self.route(headers)
+        response = protocol.error_response(error)
+        self.observer.answered(headers, response, protocol.name, None, None, error)
+        return response
 
     def not_found(self) -> Response:
         """For servers with no app behind the middleware (the standalone server)."""
@@ -281,8 +348,22 @@ class SQLHTTPCore:
         stats = self.engines.stats()
         return stats + self.aio.stats() if self.aio is not None else stats
 
+    def pool_gauges(self) -> dict[str, tuple[int, int, int]]:
+        """Per target: open connections, connections checked out, and requests waiting for one (in a pool, or on
+        the event loop for the pools' turn), over the sync and the async pools."""
+        parts = [self.engines.registry.by_target(), {name: (0, 0, n) for name, n in list(self._gate_waiting.items())}]
+        if self.aio is not None:
+            parts.append(self.aio.registry.by_target())
+        totals: dict[str, tuple[int, int, int]] = {}
+        for counts in parts:
+            for target, (opened, checked_out, waiting) in counts.items():
+                was = totals.get(target, (0, 0, 0))
+                totals[target] = (was[0] + opened, was[1] + checked_out, was[2] + waiting)
+        return totals
+
     def close(self) -> None:
         if self.aio is not None:
             self.aio.close()
         self.engines.close()
+        self.executor.watchdog.close()
         self.limiter.close()

@@ -2,7 +2,7 @@
 pools (:mod:`.engine.aio`): one pool per target and credential set, keyed by a keyed digest of the password (never
 the password itself), at most ``max_engines`` of them (the least recently used idle one goes first), pools nobody
 used for ``engine_idle_timeout`` seconds closed, idle connections reaped, a fork's child starting afresh, and named
-stats.
+stats, in total and per target (for the pool gauges of :mod:`.metrics`, which also count the connections reaped).
 
 What a pool is differs (a SQLAlchemy engine and its queue, or psycopg async connections and their waiters); each
 kind implements :class:`Pool`. psycopg_pool's split of ``base.py`` from ``pool.py`` and ``pool_async.py`` is the
@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
+from . import metrics
 from ._process import current_pid
 from .options import Options, ResolvedTarget
 
@@ -66,6 +67,7 @@ class PoolRegistry(Generic[P]):
         self._digest_key = secrets.token_bytes(32)
         self._last_secret = ("", "")  # (password, its digest): most requests repeat the one before
         self._pid = current_pid()
+        self._metrics = metrics.process_metrics() if options.metrics_path else None  # counts the reaped
 
     def key(self, target: ResolvedTarget, username: str, password: str, database: str) -> Key:
         last, digest = self._last_secret
@@ -128,7 +130,10 @@ class PoolRegistry(Generic[P]):
             pools = list(self._pools.items())
         reaped = 0
         for key, pool in pools:
-            reaped += pool.reap(now, self._options.idle_timeout)
+            closed = pool.reap(now, self._options.idle_timeout)
+            if closed and self._metrics is not None:
+                self._metrics.connections_reaped(key[0], closed)
+            reaped += closed
             if pool.in_use == 0 and now - pool.last_used >= self._options.engine_idle_timeout:
                 with self._lock:
                     if self._pools.get(key) is not pool or pool.in_use:
@@ -147,6 +152,18 @@ class PoolRegistry(Generic[P]):
         counts = [pool.counts() for pool in pools]
         return PoolStats(engines=len(pools), open_connections=sum(c[0] for c in counts),
                          checked_out=sum(c[1] for c in counts))
+
+    def by_target(self) -> dict[str, tuple[int, int, int]]:
+        """Per target, over its pools: (open connections, connections checked out, requests waiting for one)."""
+        with self._lock:
+            pools = [(key[0], pool) for key, pool in self._pools.items()]
+        totals: dict[str, tuple[int, int, int]] = {}
+        for target, pool in pools:
+            opened, checked_out = pool.counts()
+            waiting = max(0, pool.in_use - checked_out)  # in use: holding a connection, or waiting for one
+            was = totals.get(target, (0, 0, 0))
+            totals[target] = (was[0] + opened, was[1] + checked_out, was[2] + waiting)
+        return totals
 
     def close(self) -> None:
         with self._lock:

@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .databases import ROOT
@@ -71,10 +71,13 @@ def server_command(kind: str, port: int) -> tuple[list[str], Path]:
 
 
 @contextlib.contextmanager
-def serving(kind: str, env: dict[str, str]) -> Iterator[str]:
-    """Serve mount ``kind`` (a :func:`server_command` key) with ``env`` added; yield its base URL."""
+def serving(kind: str, env: dict[str, str], args: Sequence[str] = ()) -> Iterator[str]:
+    """Serve mount ``kind`` (a :func:`server_command` key) with ``env`` added, and, for gunicorn and uvicorn, the
+    server's own ``args`` (``--workers 4``: the last one given wins); yield its base URL."""
     port = free_port()
     command, cwd = server_command(kind, port)
+    if args:
+        command = [*command[:-1], *args, command[-1]]  # before the app, which comes last
     env = {**os.environ, **env, "PYTHONPATH": f"{cwd}{os.pathsep}{ROOT}"}
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
