@@ -83,11 +83,14 @@ class SQLHTTPMiddleware:
         """The core's answer; if the client goes away meanwhile (``http.disconnect``), its statement is stopped."""
         abort = Abort()
         token = current_abort.set(abort)
-        watcher = asyncio.ensure_future(_watch_disconnect(receive, abort))
+        # The watch starts only once the request has run a while: most are answered sooner, and cost one timer.
+        watch = _DisconnectWatch(receive, abort)
+        timer = asyncio.get_running_loop().call_later(_WATCH_AFTER, watch.start)
         try:
             return await self.core.handle_async(request, self._offload)
         finally:
-            watcher.cancel()
+            timer.cancel()
+            watch.stop()
             current_abort.reset(token)
 
     def _offload(self, call: Callable[[], Any]) -> Awaitable[Any]:
@@ -160,10 +163,29 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-async def _watch_disconnect(receive: Receive, abort: Abort) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    abort.abort()
+_WATCH_AFTER = 0.05  # seconds a request runs before its client is watched for going away
+
+
+class _DisconnectWatch:
+    """Waits for ``http.disconnect`` and aborts the request's work when it comes."""
+
+    __slots__ = ("_abort", "_receive", "_task")
+
+    def __init__(self, receive: Receive, abort: Abort) -> None:
+        self._receive, self._abort = receive, abort
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self._abort.abort()
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
 
 async def _send(response: Response, send: Send) -> None:

@@ -212,13 +212,16 @@ class _Run:
         self.abandoned = False
         self.aborted = False
         self._cancels: list[asyncio.Task[None]] = []
-        now = time.monotonic()
         self._hard_at = session.deadline + grace
-        self._timers = [loop.call_later(max(0.0, session.deadline - now), self._cancel),
-                        loop.call_later(max(0.0, self._hard_at - now), self._abandon)]
+        # One timer per run: the deadline's, which arms the hard deadline's when it fires.
+        self._timers = [loop.call_later(max(0.0, session.deadline - time.monotonic()), self._deadline)]
         self._abort = current_abort.get()
         if self._abort is not None:
             self._abort.watch(self._trip)
+
+    def _deadline(self) -> None:
+        self._cancel()
+        self._timers.append(self.loop.call_later(max(0.0, self._hard_at - time.monotonic()), self._abandon))
 
     def _cancel(self) -> None:  # the server stops the statement, which then fails with 57014
         if not self._cancels and not self.connection.closed:
