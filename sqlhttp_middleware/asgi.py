@@ -1,9 +1,12 @@
 """Pure ASGI adapter: ``app.add_middleware(SQLHTTPMiddleware, targets={...})``.
 
 Every scope that is not an HTTP request to the endpoint (other paths, ``lifespan``, ``websocket``) goes to the
-wrapped app untouched. The body is read with a ``receive`` loop that stops at the size limit. PostgreSQL queries
-run on the event loop with psycopg's async connections (``async_postgres``); blocking work (other databases, a
-Redis round trip, a password hash, the ``authorize`` hook) runs on a bounded thread pool of our own.
+wrapped app untouched. The body is read with a ``receive`` loop that stops at the size limit and at
+``body_timeout`` (408). PostgreSQL queries run on the event loop with psycopg's async connections
+(``async_postgres``); blocking work (other databases, a Redis round trip, a password hash, the ``authorize`` hook)
+runs on a bounded thread pool of our own, in the request's context. A client that goes away (``http.disconnect``)
+aborts its request's statement; a client that does not take the answer within ``send_timeout`` is dropped, and each
+piece of an answer is released once the server has taken it.
 """
 
 from __future__ import annotations
