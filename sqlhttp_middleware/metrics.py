@@ -7,9 +7,10 @@ ours too). With ``PROMETHEUS_MULTIPROC_DIR`` set, prometheus_client's multiproce
 in mmap'd files there, and a scrape of any worker sums them all: counters and histograms over every worker that
 ever ran since the directory was emptied, the pool gauges over the live workers only (``livesum``). A worker's
 gauges are refreshed every :data:`SAMPLE_INTERVAL` seconds by a thread of its own, and the scraped one's at the
-scrape; :func:`child_exit` (a gunicorn hook) drops a dead worker's gauges, and a scrape drops those of workers that
-no longer exist (uvicorn has no such hook). Labels carry protocol names, configured target names, statuses and
-fixed words, never a login, a URL or a host, so their number stays bounded. While no mount of the process serves
+scrape (in a single process, at every collection of the registry); :func:`child_exit` (a gunicorn hook) drops a
+dead worker's gauges, and a scrape drops those of workers that no longer exist (uvicorn has no such hook). Labels
+carry protocol names, configured target names, statuses and fixed words, never a login, a URL or a host, so their
+number stays bounded. While no mount of the process serves
 metrics, prometheus_client is not even imported, and the engine's calls (:func:`connection_abandoned`,
 :func:`connect_refused_fast`) return at once.
 
@@ -135,6 +136,9 @@ class Metrics:
             multiprocess.MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
         else:
             self.registry = REGISTRY
+            # Registered first, so collected first: any exposition of the registry (ours, or the app's own) shows
+            # the pool gauges as they are. Multiprocess mode reads files instead, which the samplers keep fresh.
+            REGISTRY.register(_Sampling(self))
         self.requests = Counter("sqlhttp_requests", "Answers at the SQL endpoint.", ["protocol", "target", "status"])
         self.duration = Histogram("sqlhttp_request_duration_seconds", "Time from the request (its head checked, or "
                                   "its body whole) to its answer.", ["protocol", "target"], buckets=DURATION_BUCKETS)
@@ -223,11 +227,27 @@ class Metrics:
         """The metrics in the format the scraper's ``Accept`` asks for (Prometheus text by default)."""
         from prometheus_client.exposition import choose_encoder
 
-        self.sample()
         if self.directory:
+            self.sample()  # this worker's, now; the others' are at most SAMPLE_INTERVAL old
             _forget_dead_workers(self.directory)
         encode, content_type = choose_encoder(headers.get("accept", ""))
         return Response(200, encode(self.registry), [("content-type", content_type), ("cache-control", "no-store")])
+
+
+class _Sampling:
+    """A collector of no metric of its own: collecting it refreshes the pool gauges."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = weakref.ref(metrics)
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> list[Any]:
+        metrics = self._metrics()
+        if metrics is not None:
+            metrics.sample()
+        return []
 
 
 def _sample_forever(ref: weakref.ref[Metrics], pid: int) -> None:

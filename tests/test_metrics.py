@@ -28,6 +28,7 @@ import pytest
 import webtest
 from anyio.from_thread import BlockingPortal
 from flask import Flask
+from prometheus_client import generate_latest
 
 from sqlhttp_middleware import metrics
 from sqlhttp_middleware.core import Request, SQLHTTPCore
@@ -156,6 +157,18 @@ def test_pool_gauges_show_open_checked_out_and_waiting(mount: str, portal: Block
         assert gauges() == {"open": 1}  # checked_out and waiting are back to 0, which by_label leaves out
     finally:
         client.close()
+
+
+def test_the_apps_own_exposition_shows_the_pool_gauges_as_they_are(make_engine_client: Callable[..., Client],
+                                                                   pg_database: Database) -> None:
+    name = unique("pg")
+    client = make_engine_client(targets={name: PG_URL}, metrics_path="/metrics")
+    holder = hold(client, pg_database, name, 0.4)
+    wait_for(lambda: client.core.pool_stats()["checked_out"] == 1)
+    text = generate_latest().decode()  # prometheus_client's default registry, as the app would expose it
+    holder.join()
+    assert total(text, "sqlhttp_pool_connections", target=name, state="checked_out") == 1
+    assert total(generate_latest().decode(), "sqlhttp_pool_connections", target=name, state="checked_out") == 0
 
 
 def test_pool_timeouts_are_counted(make_engine_client: Callable[..., Client], pg_database: Database) -> None:
