@@ -118,6 +118,32 @@ def test_a_slow_statement_is_logged_by_its_shape_without_values(
         assert value not in caplog.text, value
 
 
+def test_a_long_batch_is_shown_in_part(make_core: Callable[..., SQLHTTPCore], sqlite_database: Database,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    core = make_core(targets=targets_for(sqlite_database), slow_statement_log=1e-9)
+    caplog.set_level(logging.INFO, logger=ACCESS)
+    batch = sqlite_database.body("")
+    del batch["sql"]
+    batch["batch"] = [{"sql": f"select {n} as a_rather_long_column_name_number_{n}"} for n in range(40)]
+    assert post(core, batch).status == 200
+    [line] = lines(caplog)
+    assert len(line["statement"]) == 1000 and line["statement"].endswith("...")
+    assert line["statement"].startswith("select ? as a_rather_long_column_name_number_0; select ? as")
+
+
+def test_a_body_the_adapter_refused_is_logged_without_a_duration(
+        make_core: Callable[..., SQLHTTPCore], pg_database: Database, caplog: pytest.LogCaptureFixture) -> None:
+    core = make_core(targets=targets_for(pg_database), request_id_header="x-request-id")
+    caplog.set_level(logging.INFO, logger=ACCESS)
+    answer = core.error_response(core.too_large(), {"neon-connection-string": "postgresql://u:p@pg/db",
+                                                    "x-request-id": "late-1"})
+    assert answer.status == 413 and dict(answer.headers)["x-request-id"] == "late-1"
+    assert lines(caplog) == [{"request_id": "late-1", "protocol": "neon", "target": "", "status": 413,
+                              "code": "PAYLOAD_TOO_LARGE"}]
+    assert "x-request-id" not in dict(core.not_found().headers)  # not an answer at the endpoint: not logged
+    assert len(lines(caplog)) == 1
+
+
 def test_no_password_or_connection_string_is_ever_logged(
         make_core: Callable[..., SQLHTTPCore], pg_database: Database, caplog: pytest.LogCaptureFixture) -> None:
     core = make_core(targets=targets_for(pg_database), slow_statement_log=1e-9)

@@ -10,6 +10,7 @@ the samples of those names (or the difference it made, for labels every test sha
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -33,7 +35,7 @@ from prometheus_client import generate_latest
 from sqlhttp_middleware import metrics
 from sqlhttp_middleware.core import Request, SQLHTTPCore
 from sqlhttp_middleware.flask import SQLHTTP
-from sqlhttp_middleware.options import Target
+from sqlhttp_middleware.options import ConfigurationError, Target
 
 from .support import Client, Database, make_asgi_client, make_wsgi_client, serving
 from .support.metrics import by_label, parse, total, worker_values
@@ -285,6 +287,40 @@ def test_prometheus_client_is_not_imported_while_metrics_are_off() -> None:
             "print('prometheus_client' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "False"
+
+
+# -- multiprocess bookkeeping ----------------------------------------------------------------------------------------
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_the_gunicorn_hooks_and_the_scrape_drop_what_dead_workers_leave(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    (tmp_path / "counter_1.db").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("kept")
+    metrics.on_starting(None)
+    assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]  # a fresh start: no earlier run's counts
+    gone, exited = dead_pid(), dead_pid()
+    for pid in (gone, exited, os.getpid()):
+        (tmp_path / f"gauge_livesum_{pid}.db").write_bytes(b"")
+        (tmp_path / f"counter_{pid}.db").write_bytes(b"")
+    metrics.child_exit(None, SimpleNamespace(pid=exited))
+    assert not (tmp_path / f"gauge_livesum_{exited}.db").exists()
+    metrics._forget_dead_workers(str(tmp_path))  # what a scrape does for servers without the hook
+    assert sorted(path.name for path in tmp_path.glob("*.db")) == sorted(
+        [f"counter_{gone}.db", f"counter_{exited}.db", f"counter_{os.getpid()}.db", f"gauge_livesum_{os.getpid()}.db"])
+
+
+def test_a_multiprocess_directory_that_does_not_exist_fails_at_start_up(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "missing"))
+    with pytest.raises(ConfigurationError, match=r"^metrics_path: PROMETHEUS_MULTIPROC_DIR="):
+        metrics.Metrics()
 
 
 # -- Flask -----------------------------------------------------------------------------------------------------------
