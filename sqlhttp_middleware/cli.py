@@ -58,5 +58,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # On SIGTERM, in-flight requests get drain_timeout seconds; then uvicorn cancels them and exits. A request
     # never waits on its database past its hard deadline, so none can keep the process alive.
     uvicorn.run("sqlhttp_middleware.cli:app_from_env", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level=args.log_level, timeout_graceful_shutdown=math.ceil(options.drain_timeout))
+                workers=args.workers, log_level=args.log_level,
+                timeout_graceful_shutdown=math.ceil(options.drain_timeout))
     return 0

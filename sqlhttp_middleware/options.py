@@ -391,6 +391,10 @@ class Options:
                 raise ConfigurationError(f"{name}: empty, or a path starting with '/' (not ending with one) "
                                          "that no other option of the mount uses")
             served.add(extra)
+        if values["health_path"]:
+            ready = values["health_path"] + "/ready"
+            if ready in served:
+                raise ConfigurationError(f"health_path: its readiness path {ready} is another option's path")
         header = values["request_id_header"]
         if not isinstance(header, str) or (header and not all(c.isalnum() or c == "-" for c in header)):
             raise ConfigurationError("request_id_header: empty, or a header name such as 'X-Request-Id'")

@@ -166,7 +166,8 @@ class AsyncPool:
         return reaped
 
     def counts(self) -> tuple[int, int]:
-        return self.open, self.in_use
+        """(open, checked out): a connection is checked out while it is neither idle nor still connecting."""
+        return self.open, self.open - len(self._idle)
 
     def forget(self) -> None:
         """A forked child's copy: the connections are the parent's; drop them unclosed."""
