@@ -6,7 +6,7 @@ seconds:
 * ``mount``: all requests to this endpoint (default 60,000 a minute, PolyScale's), however many workers or hosts
   serve it, as long as they share the storage;
 * ``client``: the requests of one client address, when ``rate_limit_per_client`` is set (the address is the peer's,
-  or, behind ``trusted_proxies`` proxies, the one they put in ``X-Forwarded-For``);
+  or, behind ``trusted_proxies`` proxies, the one they vouch for in ``X-Forwarded-For``: :func:`client_address`);
 * ``target``: the requests to one target, when the target sets ``rate_limit``.
 
 The mount and client limits are checked before the body is parsed, so a flood of malformed requests is limited too;
@@ -35,13 +35,18 @@ logger = logging.getLogger("sqlhttp_middleware.ratelimit")
 
 
 def client_address(peer: str | None, headers: Mapping[str, str], trusted_proxies: int) -> str:
-    """The client's address: the peer's, or the one ``trusted_proxies`` proxies vouch for in X-Forwarded-For."""
-    if trusted_proxies <= 0:
-        return peer or "unknown"
-    forwarded = [part.strip() for part in headers.get("x-forwarded-for", "").split(",") if part.strip()]
-    if len(forwarded) >= trusted_proxies:
-        return forwarded[-trusted_proxies]
-    return forwarded[0] if forwarded else (peer or "unknown")
+    """The client's address, as werkzeug's ``ProxyFix(x_for=trusted_proxies)`` finds it.
+
+    Each proxy appends the address it received the request from, so with N trusted proxies the N-th entry of
+    X-Forwarded-For from the right is the one the outermost trusted proxy saw: the client. With fewer entries than
+    that, the header did not come through all N of them (or a client wrote it), so the peer's address is kept.
+    Entries left of the N-th are whatever the client sent, and are never used.
+    """
+    if trusted_proxies > 0:
+        forwarded = [part.strip() for part in headers.get("x-forwarded-for", "").split(",") if part.strip()]
+        if len(forwarded) >= trusted_proxies:
+            return forwarded[-trusted_proxies]
+    return peer or "unknown"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from sqlhttp_middleware.options import Target
 from sqlhttp_middleware.ratelimit import RateLimiter, client_address
@@ -315,13 +316,34 @@ def test_per_client_limits_and_trusted_proxies(make_client: Callable[..., Client
     assert from_client("198.51.100.2") == 200
 
 
-def test_client_address() -> None:
-    headers = {"x-forwarded-for": "1.1.1.1, 2.2.2.2, 3.3.3.3"}
-    assert client_address("9.9.9.9", headers, 0) == "9.9.9.9"  # forwarded headers are ignored unless trusted
-    assert client_address("9.9.9.9", headers, 1) == "3.3.3.3"
-    assert client_address("9.9.9.9", headers, 2) == "2.2.2.2"
-    assert client_address("9.9.9.9", headers, 5) == "1.1.1.1"
+@pytest.mark.parametrize("hops", [0, 1, 2, 3])
+@pytest.mark.parametrize("entries", ["fewer", "equal", "more"])
+def test_client_address_as_proxy_fix_finds_it(hops: int, entries: str) -> None:
+    """werkzeug's ProxyFix(x_for=hops): the hops-th entry from the right when there are at least that many, else
+    the peer's address, never an entry the client wrote on the left."""
+    count = {"fewer": hops - 1, "equal": hops, "more": hops + 2}[entries]
+    forwarded = [f"198.51.100.{n}" for n in range(1, count + 1)]  # the leftmost, 198.51.100.1, is the client's
+    headers = {"x-forwarded-for": ", ".join(forwarded)} if forwarded else {}
+    expected = forwarded[-hops] if hops and count >= hops else "192.0.2.7"
+    assert client_address("192.0.2.7", headers, hops) == expected
+    environ = {"REMOTE_ADDR": "192.0.2.7", "wsgi.url_scheme": "http", "HTTP_HOST": "x"}
+    if forwarded:
+        environ["HTTP_X_FORWARDED_FOR"] = headers["x-forwarded-for"]
+    seen: dict[str, str] = {}
+
+    def app(environ: dict[str, str], start_response: Callable[..., object]) -> list[bytes]:
+        seen["addr"] = environ["REMOTE_ADDR"]
+        return []
+
+    ProxyFix(app, x_for=hops, x_proto=0, x_host=0)(environ, lambda *args: None)
+    assert seen["addr"] == expected  # the same answer as werkzeug's own
+
+
+def test_client_address_edges() -> None:
     assert client_address(None, {}, 1) == "unknown"
+    assert client_address("192.0.2.7", {"x-forwarded-for": " , "}, 1) == "192.0.2.7"  # no entries at all
+    # A client cannot choose its identity by sending the header through fewer proxies than are trusted.
+    assert client_address("192.0.2.7", {"x-forwarded-for": "203.0.113.66"}, 2) == "192.0.2.7"
 
 
 def test_rate_limit_off(make_client: Callable[..., Client], sqlite_database: Database) -> None:
