@@ -33,13 +33,13 @@ import math
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import errors
-from .state import Storage, StorageUnavailable
+from .state import NoRoom, Storage, StorageUnavailable, warn_overflow
 
 if TYPE_CHECKING:
     from .engine.work import Login, Work
@@ -103,29 +103,52 @@ Hook = Callable[[AuthContext], Any]
 
 
 class Authenticator:
+    """``targets`` names the targets, each with a fallback brake; ``share`` (the rate limiter's
+    :meth:`~sqlhttp_middleware.ratelimit.RateLimiter.share`) is told of the brake's keys, so the storage it shares
+    is sized for them."""
+
     def __init__(self, *, hook: Hook | None, attempts: int, window: float, storage: Callable[[], Storage],
-                 storage_blocks: bool = False) -> None:
+                 storage_blocks: bool = False, targets: Iterable[str] = (),
+                 share: Callable[..., None] | None = None) -> None:
         self._hook = hook
         self._attempts = attempts
         self._window = window
         self._storage = storage
         self._storage_blocks = storage_blocks
+        if attempts and share is not None:
+            # At most one failure key per admitted request (a failed login is counted after admission).
+            share(pinned=[self._overflow_key(name) for name in targets], window=window)
         # Successful slow-hash checks, keyed by a keyed digest of the login: a right password costs one PBKDF2.
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._verified_lock = threading.Lock()
         self._cache_key = secrets.token_bytes(32)
 
     # -- the brute-force brake ------------------------------------------------------------------------------------
+    #
+    # Failed logins are counted per (target, client address, username). A key the storage has no room for (NoRoom)
+    # is counted, and read, under its target's pinned fallback key instead: every such login on one target shares
+    # one brake, held more strictly than alone, never let through. A tripped brake is live until its counts
+    # expire, so no flood of new keys can take its place.
 
-    def _throttle_key(self, client: str, target: str, username: str) -> str:
-        return f"login:{target}:{username}:{client}"
+    @staticmethod
+    def _throttle_key(client: str, target: str, username: str) -> str:
+        # NUL between the parts: no address or target holds one, so no username can make two triples one key.
+        return f"login:{target}\0{client}\0{username}"
+
+    @staticmethod
+    def _overflow_key(target: str) -> str:
+        return f"overflow:login:{target}"
 
     def check_throttle(self, client: str, target: str, username: str) -> None:
         if not self._attempts:
             return
+        storage = self._storage()
         try:
-            window = self._storage().get_sliding_window(self._throttle_key(client, target, username), self._window)
-        except StorageUnavailable:
+            try:
+                window = storage.get_sliding_window(self._throttle_key(client, target, username), self._window)
+            except NoRoom:
+                window = storage.get_sliding_window(self._overflow_key(target), self._window)
+        except (StorageUnavailable, NoRoom):
             return  # the rate limiter's fail-open/closed choice already applied to this request
         if window.estimate() >= self._attempts:
             retry = max(1, math.ceil(window.retry_after(self._attempts - 1)))
@@ -137,10 +160,15 @@ class Authenticator:
     def record_failure(self, client: str, target: str, username: str) -> None:
         if not self._attempts:
             return
-        with contextlib.suppress(StorageUnavailable):
-            self._storage().acquire_sliding_window_entry(
-                self._throttle_key(client, target, username), 1 << 62, self._window
-            )
+        storage = self._storage()
+        key = self._throttle_key(client, target, username)
+        with contextlib.suppress(StorageUnavailable, NoRoom):
+            try:
+                storage.acquire_sliding_window_entry(key, 1 << 62, self._window)
+            except NoRoom:
+                fallback = self._overflow_key(target)
+                warn_overflow(key, fallback)
+                storage.acquire_sliding_window_entry(fallback, 1 << 62, self._window)
 
     # -- the whole login, once ------------------------------------------------------------------------------------
 

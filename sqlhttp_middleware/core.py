@@ -63,6 +63,7 @@ class SQLHTTPCore:
             limit=opts.rate_limit, window=opts.rate_limit_window, per_client=opts.rate_limit_per_client,
             storage=opts.rate_limit_storage, fail_open=opts.rate_limit_fail_open,
             namespace=opts.rate_limit_namespace or namespace_for(opts.path, list(opts.targets)),
+            targets=list(opts.targets), slots=opts.rate_limit_slots,
         )
         self._target_policies = {name: self.limiter.target_policy(t.rate_limit) for name, t in opts.targets.items()}
         self.polyscale = PolyScale(opts)
@@ -81,7 +82,8 @@ class SQLHTTPCore:
         # Counting in Redis is a network round trip: on the async path it goes to a thread.
         self._storage_blocks = self.limiter.blocks
         self.auth = Authenticator(hook=opts.authorize, attempts=opts.login_attempts, window=opts.login_window,
-                                  storage=self.limiter.shared_storage, storage_blocks=self._storage_blocks)
+                                  storage=self.limiter.shared_storage, storage_blocks=self._storage_blocks,
+                                  targets=list(opts.targets), share=self.limiter.share)
         self.aio: AsyncPostgres | None = None
         if opts.async_postgres and any(t.family == "postgresql" for t in opts.targets.values()):
             from .engine.aio import AsyncPostgres

@@ -14,7 +14,15 @@ the target limit once the target is known. Over a limit: 429 with ``Retry-After`
 draft headers ``RateLimit-Policy`` and ``RateLimit`` (draft-ietf-httpapi-ratelimit-headers).
 
 The counts live in a storage from :mod:`sqlhttp_middleware.state` (memory, shared memory or Redis), opened on first
-use; :attr:`RateLimiter.blocks` says whether it may block on the network.
+use; :attr:`RateLimiter.blocks` says whether it may block on the network. The login brake shares it
+(:meth:`RateLimiter.share`).
+
+**Bounded, never let through.** The mount's and the targets' counters, and the fallback keys, are pinned: the
+storage never drops them. Every other key is written only for a request the mount admitted, so the mount's limit
+bounds how many are live at once (:meth:`RateLimiter.live_keys`), and that bound sizes the storage. A client whose
+key finds no room in the storage anyway (a table smaller than the bound, or unlucky probing) is counted against the
+pinned key ``overflow:client``, with the per-client limit: every such client shares one client's budget, limited
+more strictly than alone, never let through.
 """
 
 from __future__ import annotations
@@ -23,15 +31,19 @@ import functools
 import hashlib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from . import errors
-from .state import SlidingWindow, Storage, StorageUnavailable, make_storage, storage_blocks
+from .state import NoRoom, SlidingWindow, Storage, StorageUnavailable, make_storage, storage_blocks, warn_overflow
 
-__all__ = ["Admission", "Policy", "RateLimiter", "client_address", "namespace_for"]
+__all__ = ["CLIENT_OVERFLOW", "Admission", "Policy", "RateLimiter", "client_address", "live_keys",
+           "namespace_for"]
 
 logger = logging.getLogger("sqlhttp_middleware.ratelimit")
+
+#: The pinned key that clients whose own key finds no room in the storage are counted against, together.
+CLIENT_OVERFLOW = "overflow:client"
 
 
 def client_address(peer: str | None, headers: Mapping[str, str], trusted_proxies: int) -> str:
@@ -47,6 +59,29 @@ def client_address(peer: str | None, headers: Mapping[str, str], trusted_proxies
         if len(forwarded) >= trusted_proxies:
             return forwarded[-trusted_proxies]
     return peer or "unknown"
+
+
+def live_keys(limit: int, window: float, key_windows: Iterable[float]) -> int | None:
+    """The most unpinned keys live at once when a mount admits ``limit`` requests per ``window`` seconds and each
+    admitted request writes at most one key in windows of each length in ``key_windows``; None: no bound (no
+    mount limit).
+
+    A key of ``L``-second windows written at ``t`` is live until both of its windows are over, at
+    ``(floor(t / L) + 2) * L``: the keys live now were written since the start of the previous ``L``-window, less
+    than ``2L`` seconds ago. That stretch touches at most ``ceil(2L / window) + 1`` of the mount's windows (exactly
+    ``2L / window`` when ``L`` is a whole number of them, as both start at multiples of their length), and the mount
+    admits at most ``limit`` requests in each.
+    """
+    windows = list(key_windows)
+    if not windows:
+        return 0
+    if not limit:
+        return None
+    total = 0
+    for length in windows:
+        ratio = length / window
+        total += limit * (round(2 * ratio) if ratio.is_integer() else math.ceil(2 * ratio) + 1)
+    return total
 
 
 @dataclass(frozen=True)
@@ -96,16 +131,38 @@ def _reset(policy: Policy, window: SlidingWindow) -> int:
 
 
 class RateLimiter:
+    """Counts requests against the mount's, clients' and targets' limits, in a storage it opens on first use.
+
+    ``targets`` names the targets, whose counters are pinned; ``slots``: the size of a shared-memory table (0: sized
+    from :meth:`live_keys`).
+    """
+
     def __init__(self, *, limit: int, window: float, per_client: int, storage: str, fail_open: bool,
-                 namespace: str) -> None:
+                 namespace: str, targets: Iterable[str] = (), slots: int = 0) -> None:
         self.window = window
         self.mount = Policy("mount", limit, window) if limit else None
         self.client = Policy("client", per_client, window) if per_client else None
         self.fail_open = fail_open
         self._spec = storage
         self._namespace = namespace
+        self._slots = slots
+        self._pinned = {"mount", CLIENT_OVERFLOW, *("target:" + name for name in targets)}
+        self._key_windows = [window] if per_client else []  # one client key per admitted request
         # Opened on first use: a server's master process that only imports the app never touches it.
         self.storage: Storage | None = None
+
+    def share(self, *, pinned: Iterable[str] = (), window: float | None = None) -> None:
+        """Make room for another user of the storage (the login brake): keys it needs pinned, and, with
+        ``window``, that it writes at most one key per admitted request, in windows of that many seconds."""
+        if self.storage is not None:
+            raise RuntimeError("share() the storage before it is opened: its size is fixed then")
+        self._pinned.update(pinned)
+        if window is not None:
+            self._key_windows.append(window)
+
+    def live_keys(self) -> int | None:
+        """The most unpinned keys live at once in the storage (:func:`live_keys`); None: no bound."""
+        return live_keys(self.mount.limit if self.mount else 0, self.window, self._key_windows)
 
     @property
     def blocks(self) -> bool:
@@ -122,17 +179,29 @@ class RateLimiter:
         if self.mount is not None:
             self._count(admission, self.mount, "mount")
         if self.client is not None:
-            self._count(admission, self.client, "client:" + client)
+            self._count(admission, self.client, "client:" + client, CLIENT_OVERFLOW)
         return admission
 
     def admit_target(self, admission: Admission, target: str, policy: Policy | None) -> None:
         if policy is not None:
             self._count(admission, policy, "target:" + target)
 
-    def _count(self, admission: Admission, policy: Policy, key: str) -> None:
+    def _acquire(self, policy: Policy, key: str, fallback: str | None) -> SlidingWindow:
         storage = self.shared_storage()
         try:
-            window = storage.acquire_sliding_window_entry(key, policy.limit, policy.window)
+            return storage.acquire_sliding_window_entry(key, policy.limit, policy.window)
+        except NoRoom:
+            if fallback is None:  # a pinned key always has room, unless another configuration shares the file
+                raise StorageUnavailable(f"no room for the pinned key {key!r}") from None
+        warn_overflow(key, fallback)
+        try:
+            return storage.acquire_sliding_window_entry(fallback, policy.limit, policy.window)
+        except NoRoom:
+            raise StorageUnavailable(f"no room for the pinned key {fallback!r}") from None
+
+    def _count(self, admission: Admission, policy: Policy, key: str, fallback: str | None = None) -> None:
+        try:
+            window = self._acquire(policy, key, fallback)
         except StorageUnavailable:
             if self.fail_open:
                 logger.warning("sqlhttp-middleware: rate-limit storage unavailable; admitting (fail open)")
@@ -152,7 +221,8 @@ class RateLimiter:
     def shared_storage(self) -> Storage:
         """The storage counts live in, opened on first use; the login brake shares it."""
         if self.storage is None:
-            self.storage = make_storage(self._spec, self._namespace)
+            self.storage = make_storage(self._spec, self._namespace, pinned=sorted(self._pinned),
+                                        live_keys=self.live_keys(), slots=self._slots)
         return self.storage
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ logins, and CORS for browsers."""
 from __future__ import annotations
 
 import urllib.parse
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -12,8 +13,9 @@ import pytest
 from sqlhttp_middleware import errors
 from sqlhttp_middleware.auth import AuthContext, hash_api_key, hash_password, verify_secret
 from sqlhttp_middleware.options import Target
+from sqlhttp_middleware.state.shm import default_directory
 
-from .support import Client, Database, targets_for
+from .support import SQLITE_PASSWORD, SQLITE_USER, Client, Database, targets_for
 
 
 def server_url(db: Database) -> str:
@@ -28,6 +30,10 @@ def server_url(db: Database) -> str:
 def netdb(request: pytest.FixtureRequest) -> Database:
     database: Database = request.getfixturevalue({"pg": "pg_database", "maria": "maria_database"}[request.param])
     return database
+
+
+def sqlite_url(db: Database) -> str:
+    return f"sqlite:///{str(db.admin_url).removeprefix('sqlite:///')}"
 
 
 def body(db: Database, username: str, password: str, sql: str = "select 1 as one") -> dict[str, Any]:
@@ -119,6 +125,41 @@ def test_failed_logins_are_braked_before_the_database(make_client: Callable[...,
     assert reached == 10
     # Another username from the same address is not held back by it.
     assert client.post(body(netdb, "someone_else", "x")).status == 401
+
+
+def test_failed_logins_with_no_room_are_braked_together(make_client: Callable[..., Client],
+                                                         sqlite_database: Database) -> None:
+    """A table with no room for a login's own failure key counts it under the target's fallback brake: every such
+    login shares one brake, held sooner than its own would be, never let through."""
+    users = {SQLITE_USER: SQLITE_PASSWORD, **{f"user{n}": "right" for n in range(20)}}
+    name = f"sqlhttp-test-{uuid.uuid4().hex[:12]}"
+    client = make_client(targets={"lite": Target(sqlite_url(sqlite_database), users=users)}, login_attempts=3,
+                         login_window=86_400, rate_limit_storage=f"shm://{name}", rate_limit_slots=4)
+    try:
+        statuses = [client.post(body(sqlite_database, f"user{n}", "wrong")).status for n in range(20)]
+        # Four keys found room (one failure each); the next three failures went to the fallback, which then held.
+        assert statuses == [401] * 7 + [429] * 13
+        assert client.post(body(sqlite_database, "user0", "wrong")).status == 401  # its own brake: one failure
+        # The price, while the table is full: a login with no room waits with the others, right password or not.
+        assert client.post(body(sqlite_database, SQLITE_USER, SQLITE_PASSWORD)).status == 429
+    finally:
+        (default_directory() / f"{name}.ratelimit").unlink(missing_ok=True)
+
+
+def test_no_username_can_count_against_another_logins_brake(make_client: Callable[..., Client],
+                                                            sqlite_database: Database) -> None:
+    """The brake's key separates target, address and username by a character no address holds, so a username
+    with a colon in it cannot be counted as another address's login (with colons, ``lite:2001`` from ``db8::1`` and
+    ``lite`` from ``2001:db8::1`` were one key)."""
+    users = {SQLITE_USER: SQLITE_PASSWORD, f"{SQLITE_USER}:2001": "right"}
+    client = make_client(targets={"lite": Target(sqlite_url(sqlite_database), users=users)}, login_attempts=3,
+                         trusted_proxies=1)
+    attacker = {"X-Forwarded-For": "db8::1"}
+    statuses = [client.post(body(sqlite_database, f"{SQLITE_USER}:2001", "guess"), headers=attacker).status
+                for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    victim = {"X-Forwarded-For": "2001:db8::1"}
+    assert client.post(body(sqlite_database, SQLITE_USER, SQLITE_PASSWORD), headers=victim).status == 200
 
 
 def test_cors_is_off_by_default(make_client: Callable[..., Client], sqlite_database: Database) -> None:

@@ -3,13 +3,17 @@ file), Redis (atomic, TTLs, going away and coming back), and the endpoint's 429 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
 import multiprocessing
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import time
+import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,11 +22,14 @@ import pytest
 import redis
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from sqlhttp_middleware import errors
+from sqlhttp_middleware.auth import Authenticator
+from sqlhttp_middleware.core import SQLHTTPCore
 from sqlhttp_middleware.options import Target
-from sqlhttp_middleware.ratelimit import RateLimiter, client_address
-from sqlhttp_middleware.state import MemoryStorage, SlidingWindow, Storage, StorageUnavailable, make_storage
+from sqlhttp_middleware.ratelimit import CLIENT_OVERFLOW, RateLimiter, client_address, live_keys
+from sqlhttp_middleware.state import MemoryStorage, NoRoom, SlidingWindow, Storage, StorageUnavailable, make_storage
 from sqlhttp_middleware.state.redis import RedisStorage
-from sqlhttp_middleware.state.shm import HEADER, SharedMemoryStorage
+from sqlhttp_middleware.state.shm import HEADER, MAX_SLOTS, MIN_PINNED, SLOT, SharedMemoryStorage, slots_for
 
 from .support import Client, Database, free_port, make_wsgi_client, targets_for, unavailable
 
@@ -161,8 +168,16 @@ def test_a_foreign_or_truncated_file_is_reinitialised(tmp_path: Path) -> None:
     storage = SharedMemoryStorage(path, slots=64)
     assert storage.acquire_sliding_window_entry("k", 10, 60).admitted
     assert path.read_bytes()[:8] == b"SQLHTRL1"
-    assert path.stat().st_size == HEADER.size + 32 * 64
+    assert path.stat().st_size == HEADER.size + SLOT.size * (MIN_PINNED + 64)
     assert oct(path.stat().st_mode & 0o777) == "0o600"  # made private even though it existed
+    storage.close()
+    # A file of the previous layout (version 1) is foreign too: reinitialised, never read as ours.
+    path.write_bytes(struct.pack("<8sII48x", b"SQLHTRL1", 1, 4096) + bytes(32 * 4096))
+    storage = SharedMemoryStorage(path, slots=64)
+    assert HEADER.unpack(path.read_bytes()[:HEADER.size])[1:] == (2, 64, MIN_PINNED)
+    assert path.stat().st_size == HEADER.size + 32 * 4096  # never shrunk under a process still mapping it
+    assert storage.get_sliding_window("k", 60).current == 0
+    storage.close()
 
 
 def test_a_symlink_is_refused(tmp_path: Path) -> None:
@@ -183,6 +198,232 @@ def test_a_full_table_reuses_stale_slots(tmp_path: Path) -> None:
         assert window.admitted and window.current == 1 and window.previous == 0
 
 
+def test_a_full_table_refuses_a_new_key_rather_than_reset_a_live_one(tmp_path: Path) -> None:
+    clock = Clock(600.0)
+    storage = SharedMemoryStorage(tmp_path / "counts", slots=8, clock=clock)
+    for index in range(8):
+        storage.acquire_sliding_window_entry(f"live-{index}", 100, 60, amount=index + 1)
+    for index in range(100):
+        with pytest.raises(NoRoom):
+            storage.acquire_sliding_window_entry(f"new-{index}", 100, 60)
+        with pytest.raises(NoRoom):
+            storage.get_sliding_window(f"new-{index}", 60)
+    assert [storage.get_sliding_window(f"live-{index}", 60).current for index in range(8)] == list(range(1, 9))
+    clock.now += 60  # the next window: their counts are the previous window's, still live
+    with pytest.raises(NoRoom):
+        storage.acquire_sliding_window_entry("new", 100, 60)
+    assert storage.get_sliding_window("live-7", 60).previous == 8
+
+
+def test_a_short_window_never_takes_the_live_slot_of_a_long_one(tmp_path: Path) -> None:
+    """The bug of the first layout: window numbers of 60 s and of 300 s windows were compared."""
+    clock = Clock(3000.0)  # the start of a 300 s window (index 10): its counts are live until 3600
+    storage = SharedMemoryStorage(tmp_path / "counts", slots=8, clock=clock)
+    for index in range(8):
+        storage.acquire_sliding_window_entry(f"login-{index}", 1 << 40, 300, amount=10)
+    clock.now = 3590.0  # 60 s windows later than 3 000 / 60 + 1: a window number of 59 against 10
+    for index in range(50):
+        with pytest.raises(NoRoom):
+            storage.acquire_sliding_window_entry(f"client-{index}", 5, 60)
+    assert all(storage.get_sliding_window(f"login-{index}", 300).previous == 10 for index in range(8))
+    clock.now = 3600.0  # both of their windows are over: now they may be taken
+    assert storage.acquire_sliding_window_entry("client-0", 5, 60).current == 1
+
+
+def test_pinned_keys_always_find_room_and_are_never_taken(tmp_path: Path) -> None:
+    clock = Clock(600.0)
+    storage = SharedMemoryStorage(tmp_path / "counts", slots=8, clock=clock, pinned=["mount", "overflow:client"])
+    for _ in range(5):
+        storage.acquire_sliding_window_entry("mount", 1000, 60)
+    for index in range(8):
+        storage.acquire_sliding_window_entry(f"client-{index}", 5, 60)
+    for index in range(1000):  # the shared region is full: none of these gets in, none displaces the mount
+        with pytest.raises(NoRoom):
+            storage.acquire_sliding_window_entry(f"flood-{index}", 5, 60)
+        assert storage.acquire_sliding_window_entry("mount", 10_000, 60).admitted
+    assert storage.get_sliding_window("mount", 60).current == 1005
+    assert storage.acquire_sliding_window_entry("overflow:client", 5, 60).current == 1
+    clock.now += 3600  # even expired, a pinned key's slot is only ever its own (or another pinned key's)
+    assert storage.acquire_sliding_window_entry("flood-0", 5, 60).current == 1
+    assert storage.acquire_sliding_window_entry("mount", 1000, 60).current == 1
+    storage.close()
+
+
+def test_the_byte_layout_is_the_documented_one(tmp_path: Path) -> None:
+    path = tmp_path / "counts"
+    clock = Clock(600.5)  # 60 s window number 10: its counts are over at (10 + 2) * 60 = 720
+    storage = SharedMemoryStorage(path, slots=16, clock=clock, pinned=["mount"])
+    storage.acquire_sliding_window_entry("k", 10, 60, amount=3)
+    storage.acquire_sliding_window_entry("mount", 10, 60)
+    data = path.read_bytes()
+    assert struct.unpack_from("<8sIII44x", data) == (b"SQLHTRL1", 2, 16, MIN_PINNED)
+    slots = [struct.unpack_from("<QddII", data, 64 + 32 * i) for i in range(MIN_PINNED + 16)]
+    used = {i: slot for i, slot in enumerate(slots) if slot[0]}
+    assert len(used) == 2
+    (mount_at, mount), (k_at, k) = sorted(used.items())
+    assert mount_at < MIN_PINNED <= k_at  # the pinned region first, then the shared one
+    blake = int.from_bytes(hashlib.blake2b(b"k", digest_size=8).digest(), "little")
+    assert k == (blake, 720.0, 60.0, 0, 3) and k_at == MIN_PINNED + blake % 16
+    assert mount[1:] == (720.0, 60.0, 0, 1)
+
+
+def test_an_existing_table_keeps_its_size(tmp_path: Path) -> None:
+    path = tmp_path / "counts"
+    first = SharedMemoryStorage(path, slots=64)
+    first.acquire_sliding_window_entry("k", 10, 60)
+    second = SharedMemoryStorage(path, slots=8192)  # another configuration: it joins the table, never remakes it
+    assert second.slots == 64 and second.get_sliding_window("k", 60).current == 1
+    first.close()
+    second.close()
+
+
+def test_a_key_counted_in_windows_of_another_length_starts_afresh(clocked: tuple[Storage, Clock]) -> None:
+    storage, _ = clocked
+    storage.acquire_sliding_window_entry("k", 10, 60, amount=7)
+    assert storage.get_sliding_window("k", 300).current == 0  # the configuration changed its window
+    assert storage.get_sliding_window("k", 60).current == 7
+
+
+def test_pinned_keys_past_a_small_pinned_region_are_kept_in_the_shared_one(tmp_path: Path) -> None:
+    path = tmp_path / "counts"
+    SharedMemoryStorage(path, slots=256).close()  # made for few pinned keys: 64 pinned slots
+    pinned = [f"target:{n}" for n in range(80)]
+    storage = SharedMemoryStorage(path, pinned=pinned)
+    for n, key in enumerate(pinned):
+        storage.acquire_sliding_window_entry(key, 1000, 60, amount=n + 1)
+    again = SharedMemoryStorage(path, pinned=pinned)  # another process finds each where it went
+    assert [again.get_sliding_window(key, 60).current for key in pinned] == list(range(1, 81))
+    storage.close()
+    again.close()
+
+
+def test_a_pinned_key_without_room_is_the_storage_failing(tmp_path: Path) -> None:
+    """Only a file made by another configuration (a smaller pinned region, a full table) can leave a pinned key
+    without room: the limiter then treats the storage as unavailable, and ``rate_limit_fail_open`` decides."""
+    path = tmp_path / "counts"
+    SharedMemoryStorage(path, slots=8).close()  # 64 pinned slots
+    others = [f"pinned-{n}" for n in range(64)]
+    storage = SharedMemoryStorage(path, pinned=[*others, "mount", CLIENT_OVERFLOW])
+    assert storage.pinned_slots == MIN_PINNED
+    for key in others:  # they fill the pinned region
+        storage.acquire_sliding_window_entry(key, 10, 60)
+    for n in range(8):  # and these the shared one
+        storage.acquire_sliding_window_entry(f"client:{n}", 10, 60)
+    assert all(storage.get_sliding_window(key, 60).current == 1 for key in others)
+    limiter = RateLimiter(limit=100, window=60, per_client=5, storage="memory", fail_open=False, namespace="t")
+    limiter.storage = storage
+    with pytest.raises(errors.RateLimiterUnavailable):
+        limiter.admit_request("10.0.0.1")
+    no_mount = RateLimiter(limit=0, window=60, per_client=5, storage="memory", fail_open=False, namespace="t")
+    no_mount.storage = storage
+    with pytest.raises(errors.RateLimiterUnavailable):  # the client's fallback has no room either
+        no_mount.admit_request("10.0.0.1")
+    with pytest.raises(RuntimeError):
+        limiter.share(pinned=["late"])  # the storage is open: its size is fixed
+    storage.close()
+
+
+def test_a_table_larger_than_the_free_space_is_made_smaller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """A write to a page a full tmpfs cannot back is SIGBUS. The free space is faked (this machine has plenty)."""
+    real = os.fstatvfs
+
+    def small(fd: int) -> os.statvfs_result:
+        stats = real(fd)
+        return os.statvfs_result((stats.f_bsize, 4096, stats.f_blocks, 1024, 1024, *tuple(stats)[5:]))
+
+    monkeypatch.setattr(os, "fstatvfs", small)
+    with caplog.at_level("WARNING", logger="sqlhttp_middleware.state"):
+        storage = SharedMemoryStorage(tmp_path / "counts", slots=1 << 20)  # 32 MiB, with 4 MiB free
+    assert storage.slots == ((2 << 20) - HEADER.size) // SLOT.size - MIN_PINNED  # half the free space
+    assert "would not fit in half the free space" in caplog.text
+    assert storage.acquire_sliding_window_entry("k", 10, 60).admitted
+    storage.close()
+
+
+def test_sizing_follows_the_options(tmp_path: Path) -> None:
+    assert live_keys(60_000, 60, [300]) == 600_000  # failed logins over two 300 s windows: ten minutes' requests
+    assert live_keys(60_000, 60, [60, 300]) == 720_000  # and the clients of two minutes
+    assert live_keys(6_000, 600, [300]) == 12_000  # ten minutes touch at most two 600 s windows
+    assert live_keys(6_000, 600, []) == 0
+    assert live_keys(0, 60, [300]) is None  # no mount limit: no bound
+    assert slots_for(600_000) == 1_200_000 and slots_for(10) == 1024 and slots_for(None) == MAX_SLOTS
+    assert slots_for(10**9) == MAX_SLOTS
+    name = f"sqlhttp-test-{uuid.uuid4().hex[:12]}"
+    target = Target(f"sqlite:///{tmp_path / 'lite.db'}", users={"u": "p"})
+    for slots, expected in ((0, 2 * (2 * 1000 + 2 * 1000)), (5000, 5000)):
+        core = SQLHTTPCore(targets={"a": target, "b": target}, rate_limit=1000, rate_limit_per_client=5,
+                           login_window=60, rate_limit_storage=f"shm://{name}-{slots}", rate_limit_slots=slots)
+        storage = core.limiter.shared_storage()
+        try:
+            assert isinstance(storage, SharedMemoryStorage)
+            assert storage.slots == expected
+            assert set(storage._pinned) == {"mount", "overflow:client", "target:a", "target:b",
+                                            "overflow:login:a", "overflow:login:b"}
+        finally:
+            core.close()
+            storage.path.unlink()
+
+
+def test_a_client_with_no_room_is_limited_with_the_others_never_let_through() -> None:
+    limiter = RateLimiter(limit=0, window=60, per_client=3, storage="memory", fail_open=True, namespace="t")
+    limiter.storage = MemoryStorage(max_keys=2, pinned=[CLIENT_OVERFLOW])
+    assert all(limiter.admit_request(f"10.0.0.{n}").checked for n in (1, 2))  # the two that fit
+    outcomes = []
+    for n in range(3, 10):  # no room: one client's budget, shared
+        try:
+            limiter.admit_request(f"10.0.0.{n}")
+            outcomes.append(200)
+        except errors.RateLimited:
+            outcomes.append(429)
+    assert outcomes == [200, 200, 200, 429, 429, 429, 429]
+    assert limiter.storage.get_sliding_window(CLIENT_OVERFLOW, 60).current == 3
+
+
+def test_memory_storage_holds_a_bounded_number_of_keys() -> None:
+    clock = Clock(600.0)
+    storage = MemoryStorage(clock, max_keys=4, pinned=["mount"])
+    storage.acquire_sliding_window_entry("login", 10, 300)  # a 300 s window: live until (2 + 2) * 300 = 1200
+    for index in range(3):
+        storage.acquire_sliding_window_entry(f"k{index}", 10, 60)  # live until (10 + 2) * 60 = 720
+    with pytest.raises(NoRoom):
+        storage.acquire_sliding_window_entry("k3", 10, 60)
+    with pytest.raises(NoRoom):
+        storage.get_sliding_window("k3", 60)
+    assert storage.acquire_sliding_window_entry("mount", 10, 60).admitted  # pinned: on top of the four
+    clock.now = 720.0  # the 60 s keys have expired and make room; the 300 s one has not
+    assert [storage.acquire_sliding_window_entry(f"k{index}", 10, 60).current for index in (3, 4, 5)] == [1, 1, 1]
+    with pytest.raises(NoRoom):
+        storage.acquire_sliding_window_entry("k6", 10, 60)
+    assert storage.get_sliding_window("login", 300).current == 1
+    assert storage.acquire_sliding_window_entry("mount", 10, 60).current == 1  # full, and a pinned key still counts
+    assert len(storage) == 5
+
+
+@pytest.mark.parametrize("kind", ["memory", "shm"])
+def test_process_memory_is_bounded_whatever_the_keys(kind: str, tmp_path: Path) -> None:
+    """About 240 bytes of process memory per key ever seen, in the first layout: now none past a bounded cache."""
+    storage: Storage = (MemoryStorage(max_keys=2000) if kind == "memory"
+                        else SharedMemoryStorage(tmp_path / "counts", slots=1 << 16))
+    tracemalloc.start()
+    try:
+        def flood(first: int, count: int) -> None:
+            for index in range(first, first + count):
+                with contextlib.suppress(NoRoom):
+                    storage.acquire_sliding_window_entry(f"client:10.{index}", 5, 60)
+                with contextlib.suppress(NoRoom):
+                    storage.get_sliding_window(f"login:t\0{index}\0user-{index}", 300)
+
+        flood(0, 2000)  # fills the memory storage, and the cache of key hashes
+        before = tracemalloc.get_traced_memory()[0]
+        flood(2000, 10_000)  # 20,000 new keys: 4.8 MB in the first layout
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        storage.close()
+    assert grown < 64 * 1024, grown
+
+
 # -- Redis --------------------------------------------------------------------------------------------------------
 
 
@@ -199,19 +440,22 @@ def test_redis_window_and_ttls(redis_url: str) -> None:
     storage.close()
 
 
-def _private_redis(port: int) -> subprocess.Popen[bytes]:
+def _private_redis(port: int, *options: str) -> subprocess.Popen[bytes]:
     server = shutil.which("redis-server")
     if server is None:
         unavailable("redis-server (the binary)", FileNotFoundError("redis-server"))
     process = subprocess.Popen([str(server), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                "--appendonly", "no", *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
+        probe = redis.Redis(port=port, socket_timeout=0.2)
         try:
-            if redis.Redis(port=port, socket_timeout=0.2).ping():
+            if probe.ping():
                 return process
         except redis.RedisError:
             time.sleep(0.05)
+        finally:
+            probe.close()
     raise RuntimeError("private redis-server did not start")
 
 
@@ -243,6 +487,64 @@ def test_redis_going_away_and_coming_back(redis_url: str, make_client: Callable[
             assert reply.status == 200 and "ratelimit" in reply.headers
     finally:
         closed_client.middleware.close()
+        process.kill()
+        process.wait()
+
+
+def test_redis_at_maxmemory_drops_no_counter(redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Under ``maxmemory-policy noeviction`` a full Redis refuses writes and drops nothing: a flood of new keys
+    leaves the mount's count and a tripped brake as they were; counting raises StorageUnavailable (fail_open
+    decides), reads go on, and Redis is not marked down for it. Another policy is warned about."""
+    port = free_port()
+    process = _private_redis(port, "--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru")
+    url = f"redis://127.0.0.1:{port}/0"
+    day = 86_400.0
+    storage = RedisStorage(url, prefix="t:", retry_interval=30)
+    admin = redis.Redis(port=port)
+    try:
+        with caplog.at_level("WARNING", logger="sqlhttp_middleware.state"):
+            storage.acquire_sliding_window_entry("mount", 1000, day)
+        assert "maxmemory-policy allkeys-lru" in caplog.text  # it could evict the mount's count
+        admin.config_set("maxmemory-policy", "noeviction")
+        assert storage.eviction_policy() == "noeviction"
+        for _ in range(4):
+            storage.acquire_sliding_window_entry("mount", 1000, day)
+        brake = Authenticator(hook=None, attempts=3, window=day, storage=lambda: storage, targets=["t"])
+        for _ in range(3):
+            brake.record_failure("203.0.113.1", "t", "victim")
+
+        def fill() -> None:
+            """Up to maxmemory (memory a refused client gave back may let a few writes in again)."""
+            with contextlib.suppress(redis.exceptions.OutOfMemoryError):
+                for _ in range(100_000):
+                    admin.set(f"fill-{uuid.uuid4().hex}", "x" * 200)
+
+        fill()
+        refused = 0
+        for n in range(2000):  # the flood
+            try:
+                storage.acquire_sliding_window_entry(f"client:10.0.{n}", 5, day)
+            except StorageUnavailable:
+                refused += 1
+        assert refused > 1000  # refused, not made room for by evicting
+        mount = storage.get_sliding_window("mount", day)
+        assert mount.previous + mount.current == 5
+        with pytest.raises(errors.LoginThrottled):
+            brake.check_throttle("203.0.113.1", "t", "victim")
+        # Refused writes answer by rate_limit_fail_open, and the next read is not skipped as if Redis were down.
+        admin.config_set("maxmemory", 1)  # every write refused, not only most
+        closed = RateLimiter(limit=1000, window=day, per_client=0, storage=url, fail_open=False, namespace="x")
+        closed.storage = storage
+        with pytest.raises(errors.RateLimiterUnavailable):
+            closed.admit_request("10.1.1.1")
+        opened = RateLimiter(limit=1000, window=day, per_client=0, storage=url, fail_open=True, namespace="x")
+        opened.storage = storage
+        assert opened.admit_request("10.1.1.1").checked == []  # admitted, uncounted
+        mount = storage.get_sliding_window("mount", day)
+        assert mount.previous + mount.current == 5
+    finally:
+        storage.close()
+        admin.close()
         process.kill()
         process.wait()
 
