@@ -56,44 +56,48 @@ class SQLHTTPMiddleware:
             return
         headers = _headers(scope)
         method = scope["method"].upper()
-        options = self.core.options
         response = self.core.check_head(method, headers, path)
-        if response is None:
-            try:
-                async with asyncio.timeout(options.body_timeout):
-                    body = await _read_body(receive, options.max_body_bytes)
-            except TimeoutError:
-                body = _LATE
-            if body is _GONE:
-                return  # the client went away before its request was whole: nobody to answer
-            if body is None:
-                response = self.core.error_response(self.core.too_large(), headers)
-            elif body is _LATE:
-                response = self.core.error_response(errors.RequestTimeout(
-                    f"the request body did not arrive within {options.body_timeout:g} s"), headers)
-            else:
-                client = scope.get("client")
-                request = Request(method, path, headers, body, client[0] if client else None)
-                response = await self._handle(request, receive)
+        clock = _Clock(self.core.options)
         try:
-            async with asyncio.timeout(options.send_timeout):
+            if response is None:
+                response = await self._answer(scope, method, path, headers, receive, clock)
+                if response is None:
+                    return  # the client went away before its request was whole: nobody to answer
+            clock.sending()
+            try:
                 await _send(response, send)
-        except TimeoutError:
-            logger.warning("sqlhttp-middleware: the client did not take the answer within %g s; dropped it",
-                           options.send_timeout)
+            except asyncio.CancelledError:
+                if not clock.caught():
+                    raise
+                logger.warning("sqlhttp-middleware: the client did not take the answer within %g s; dropped it",
+                               self.core.options.send_timeout)
+        finally:
+            clock.stop()
 
-    async def _handle(self, request: Request, receive: Receive) -> Response:
-        """The core's answer; if the client goes away meanwhile (``http.disconnect``), its statement is stopped."""
+    async def _answer(self, scope: Scope, method: str, path: str, headers: dict[str, str], receive: Receive,
+                      clock: _Clock) -> Response | None:
+        """Read the body (within ``body_timeout``) and answer it; None if the client went away first. If it goes
+        away while its statement runs (``http.disconnect``), the statement is stopped."""
+        options = self.core.options
+        try:
+            body = await _read_body(receive, options.max_body_bytes)
+        except asyncio.CancelledError:
+            if not clock.caught():
+                raise
+            return self.core.error_response(errors.RequestTimeout(
+                f"the request body did not arrive within {options.body_timeout:g} s"), headers)
+        if body is _GONE:
+            return None
+        if body is None:
+            return self.core.error_response(self.core.too_large(), headers)
+        client = scope.get("client")
+        request = Request(method, path, headers, body, client[0] if client else None)
         abort = Abort()
         token = current_abort.set(abort)
-        # The watch starts only once the request has run a while: most are answered sooner, and cost one timer.
-        watch = _DisconnectWatch(receive, abort)
-        timer = asyncio.get_running_loop().call_later(_WATCH_AFTER, watch.start)
+        clock.handling(_DisconnectWatch(receive, abort))
         try:
             return await self.core.handle_async(request, self._offload)
         finally:
-            timer.cancel()
-            watch.stop()
             current_abort.reset(token)
 
     def _offload(self, call: Callable[[], Any]) -> Awaitable[Any]:
@@ -144,8 +148,7 @@ def _headers(scope: Scope) -> dict[str, str]:
     return headers
 
 
-_GONE = b"<gone>"  # sentinels, told apart by identity
-_LATE = b"<late>"
+_GONE = b"<gone>"  # a sentinel, told apart by identity
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
@@ -167,6 +170,81 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
 
 
 _WATCH_AFTER = 0.05  # seconds a request runs before its client is watched for going away
+
+_BODY, _HANDLING, _SENDING, _DONE = range(4)
+
+
+class _Clock:
+    """One timer for the whole request, where three would do: the body's deadline, the start of the disconnect
+    watch once the request has run :data:`_WATCH_AFTER` seconds, and the send's deadline. It first fires at
+    ``_WATCH_AFTER``, so a request answered sooner costs one timer, armed and cancelled. At a deadline it cancels
+    the request's task; :meth:`caught` tells that cancellation from any other and takes it back."""
+
+    __slots__ = ("_body_at", "_loop", "_phase", "_send_at", "_send_timeout", "_task", "_ticked", "_timer",
+                 "_watch", "expired")
+
+    def __init__(self, options: Any) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._task = asyncio.current_task()
+        self._body_at = now + options.body_timeout
+        self._send_timeout = options.send_timeout
+        self._send_at = 0.0
+        self._phase = _BODY
+        self._watch: _DisconnectWatch | None = None
+        self._ticked = False
+        self.expired = False
+        self._timer: asyncio.TimerHandle | None = loop.call_at(min(now + _WATCH_AFTER, self._body_at), self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._ticked = True
+        now = self._loop.time()
+        if self._phase == _HANDLING:
+            if self._watch is not None:
+                self._watch.start()
+        elif self._phase in (_BODY, _SENDING):
+            due = self._body_at if self._phase == _BODY else self._send_at
+            if now >= due:
+                self.expired = True
+                if self._task is not None:
+                    self._task.cancel()
+            else:
+                self._timer = self._loop.call_at(due, self._tick)
+
+    def handling(self, watch: _DisconnectWatch) -> None:
+        self._phase = _HANDLING
+        self._watch = watch
+        if self._ticked:  # the body took longer than _WATCH_AFTER: the request has run long enough to watch
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            watch.start()
+
+    def sending(self) -> None:
+        self._phase = _SENDING
+        self._send_at = self._loop.time() + self._send_timeout
+        if self._watch is not None:
+            self._watch.stop()
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._send_at, self._tick)
+        # Otherwise the first tick is still to come, and re-arms for the send's deadline.
+
+    def caught(self) -> bool:
+        """After a CancelledError: True if it was this clock's deadline (the cancellation is taken back)."""
+        if not self.expired or self._task is None:
+            return False
+        self.expired = False
+        self._task.uncancel()
+        return True
+
+    def stop(self) -> None:
+        self._phase = _DONE
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._watch is not None:
+            self._watch.stop()
 
 
 class _DisconnectWatch:
