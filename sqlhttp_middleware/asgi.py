@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -23,7 +24,7 @@ from typing_extensions import Unpack
 from . import errors
 from ._process import current_pid
 from .core import Request, Response, SQLHTTPCore
-from .engine.deadline import Abort, current_abort
+from .engine.deadline import Abort, current_abort, ticker_for
 from .options import OptionKeywords
 
 Scope = MutableMapping[str, Any]
@@ -175,60 +176,46 @@ _BODY, _HANDLING, _SENDING, _DONE = range(4)
 
 
 class _Clock:
-    """One timer for the whole request, where three would do: the body's deadline, the start of the disconnect
-    watch once the request has run :data:`_WATCH_AFTER` seconds, and the send's deadline. It first fires at
-    ``_WATCH_AFTER``, so a request answered sooner costs one timer, armed and cancelled. At a deadline it cancels
-    the request's task; :meth:`caught` tells that cancellation from any other and takes it back."""
+    """The request's deadlines, watched by the loop's :class:`Ticker` (no timer of its own): the body's, the start
+    of the disconnect watch once the request has run :data:`_WATCH_AFTER` seconds, and the send's. At a deadline it
+    cancels the request's task; :meth:`caught` tells that cancellation from any other and takes it back."""
 
-    __slots__ = ("_body_at", "_loop", "_phase", "_send_at", "_send_timeout", "_task", "_ticked", "_timer",
-                 "_watch", "expired")
+    __slots__ = ("_body_at", "_phase", "_send_at", "_send_timeout", "_task", "_ticker", "_watch", "_watch_at",
+                 "expired")
 
     def __init__(self, options: Any) -> None:
-        loop = self._loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = time.monotonic()
         self._task = asyncio.current_task()
         self._body_at = now + options.body_timeout
+        self._watch_at = now + _WATCH_AFTER
         self._send_timeout = options.send_timeout
         self._send_at = 0.0
         self._phase = _BODY
         self._watch: _DisconnectWatch | None = None
-        self._ticked = False
         self.expired = False
-        self._timer: asyncio.TimerHandle | None = loop.call_at(min(now + _WATCH_AFTER, self._body_at), self._tick)
+        self._ticker = ticker_for(asyncio.get_running_loop())
+        self._ticker.add(self)
 
-    def _tick(self) -> None:
-        self._timer = None
-        self._ticked = True
-        now = self._loop.time()
-        if self._phase == _HANDLING:
-            if self._watch is not None:
+    def tick(self, now: float) -> None:
+        phase = self._phase
+        if phase == _HANDLING:
+            if self._watch is not None and now >= self._watch_at:
                 self._watch.start()
-        elif self._phase in (_BODY, _SENDING):
-            due = self._body_at if self._phase == _BODY else self._send_at
-            if now >= due:
-                self.expired = True
-                if self._task is not None:
-                    self._task.cancel()
-            else:
-                self._timer = self._loop.call_at(due, self._tick)
+        elif (phase == _BODY and now >= self._body_at) or (phase == _SENDING and now >= self._send_at):
+            self.expired = True
+            self._ticker.discard(self)
+            if self._task is not None:
+                self._task.cancel()
 
     def handling(self, watch: _DisconnectWatch) -> None:
         self._phase = _HANDLING
         self._watch = watch
-        if self._ticked:  # the body took longer than _WATCH_AFTER: the request has run long enough to watch
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            watch.start()
 
     def sending(self) -> None:
         self._phase = _SENDING
-        self._send_at = self._loop.time() + self._send_timeout
+        self._send_at = time.monotonic() + self._send_timeout
         if self._watch is not None:
             self._watch.stop()
-        if self._timer is None:
-            self._timer = self._loop.call_at(self._send_at, self._tick)
-        # Otherwise the first tick is still to come, and re-arms for the send's deadline.
 
     def caught(self) -> bool:
         """After a CancelledError: True if it was this clock's deadline (the cancellation is taken back)."""
@@ -240,9 +227,7 @@ class _Clock:
 
     def stop(self) -> None:
         self._phase = _DONE
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._ticker.discard(self)
         if self._watch is not None:
             self._watch.stop()
 
@@ -257,7 +242,8 @@ class _DisconnectWatch:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.ensure_future(self._watch())
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._watch())
 
     async def _watch(self) -> None:
         while (await self._receive())["type"] != "http.disconnect":

@@ -39,7 +39,7 @@ from ..dialects.postgresql import (
 )
 from ..options import Options, ResolvedTarget
 from ..pools import PoolRegistry, PoolStats
-from .deadline import Backoff, current_abort, deadline_passed, shut_down
+from .deadline import Backoff, current_abort, deadline_passed, shut_down, ticker_for
 from .executor import BATCH, Executor, check_work, connection_lost, ended_transaction, in_statement
 from .waiting import loop_connection_class, unregister
 from .work import Login, ResultBuilder, Statement, Work
@@ -205,7 +205,21 @@ def _finish(connection: Any) -> None:
 class _Run:
     """One run's deadlines on the loop (see :mod:`.deadline`): at the deadline a cancel request; at the hard
     deadline, or ``grace`` seconds after the client went away, the socket shut down under the waiting query, which
-    fails at once; the connection is then closed, never reused."""
+    fails at once; the connection is then closed, never reused. Watched by the loop's :class:`Ticker`."""
+
+    __slots__ = (
+        "_abort",
+        "_cancels",
+        "_deadline",
+        "_hard_at",
+        "_ticker",
+        "abandoned",
+        "aborted",
+        "connection",
+        "grace",
+        "healthy",
+        "loop",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, connection: Any, session: Session, grace: float) -> None:
         self.loop, self.connection, self.grace = loop, connection, grace
@@ -213,16 +227,20 @@ class _Run:
         self.abandoned = False
         self.aborted = False
         self._cancels: list[asyncio.Task[None]] = []
+        self._deadline = session.deadline
         self._hard_at = session.deadline + grace
-        # One timer per run: the deadline's, which arms the hard deadline's when it fires.
-        self._timers = [loop.call_later(max(0.0, session.deadline - time.monotonic()), self._deadline)]
+        self._ticker = ticker_for(loop)
+        self._ticker.add(self)
         self._abort = current_abort.get()
         if self._abort is not None:
             self._abort.watch(self._trip)
 
-    def _deadline(self) -> None:
-        self._cancel()
-        self._timers.append(self.loop.call_later(max(0.0, self._hard_at - time.monotonic()), self._abandon))
+    def tick(self, now: float) -> None:
+        if now >= self._deadline:
+            self._cancel()
+        if now >= self._hard_at:
+            self._abandon()
+            self._ticker.discard(self)
 
     def _cancel(self) -> None:  # the server stops the statement, which then fails with 57014
         if not self._cancels and not self.connection.closed:
@@ -241,18 +259,15 @@ class _Run:
                 self.aborted = True
                 self._cancel()
                 self._hard_at = min(self._hard_at, time.monotonic() + self.grace)
-                self._timers.append(self.loop.call_later(self.grace, self._abandon))
 
-        if self.loop.is_closed():
-            return
-        self.loop.call_soon_threadsafe(trip)
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(trip)
 
     async def close(self) -> bool:
         """Stop the timers; True if the connection may be reused (not abandoned, no cancel still on its way)."""
         if self._abort is not None:
             self._abort.watch(None)
-        for timer in self._timers:
-            timer.cancel()
+        self._ticker.discard(self)
         reusable = not self.abandoned
         for task in self._cancels:  # a cancel already sent must land before the connection serves anyone else
             if reusable:

@@ -21,6 +21,7 @@ thread; it reaches threads through a context variable.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import os
@@ -28,12 +29,15 @@ import random
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
+from typing import Protocol
 
 from .. import errors
 from ..watchdog import Watchdog
 
-__all__ = ["Abort", "Backoff", "ClientWatch", "Guard", "current_abort", "deadline_passed", "shut_down"]
+__all__ = ["Abort", "Backoff", "ClientWatch", "Guard", "Ticker", "current_abort", "deadline_passed", "shut_down",
+           "ticker_for"]
 
 logger = logging.getLogger("sqlhttp_middleware.engine")
 
@@ -213,6 +217,61 @@ class Guard:
             reusable = not self._canceller.is_alive()
         os.close(self._fd)
         return reusable
+
+
+class Ticking(Protocol):
+    def tick(self, now: float) -> None:
+        """``now`` is ``time.monotonic()``; called every :data:`Ticker.INTERVAL` seconds while registered."""
+
+
+class Ticker:
+    """One timer per event loop, every :data:`INTERVAL` seconds while anything is registered, for the deadlines of
+    everything running on it: a deadline seconds away, which nearly every request beats, costs a set entry added
+    and removed, not a timer armed and cancelled (each of those was a heap push onto the loop's timers and a
+    handle). Deadlines are met to within :data:`INTERVAL`."""
+
+    INTERVAL = 0.05
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: dict[Ticking, None] = {}
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, item: Ticking) -> None:
+        self._items[item] = None
+        if self._handle is None:
+            self._handle = self._loop.call_later(self.INTERVAL, self._tick)
+
+    def discard(self, item: Ticking) -> None:
+        self._items.pop(item, None)
+
+    def _tick(self) -> None:
+        self._handle = None
+        now = time.monotonic()
+        for item in list(self._items):
+            try:
+                item.tick(now)
+            except Exception:  # one item's failure must not stop the others' deadlines
+                logger.exception("sqlhttp-middleware: a deadline check failed")
+        if self._items and not self._loop.is_closed():
+            self._handle = self._loop.call_later(self.INTERVAL, self._tick)
+
+
+_tickers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Ticker] = weakref.WeakKeyDictionary()
+_last_ticker: tuple[asyncio.AbstractEventLoop | None, Ticker | None] = (None, None)
+
+
+def ticker_for(loop: asyncio.AbstractEventLoop) -> Ticker:
+    """The loop's :class:`Ticker` (made on first use)."""
+    global _last_ticker
+    last_loop, last = _last_ticker
+    if last_loop is loop and last is not None:
+        return last
+    ticker = _tickers.get(loop)
+    if ticker is None:
+        ticker = _tickers[loop] = Ticker(loop)
+    _last_ticker = (loop, ticker)
+    return ticker
 
 
 class Backoff:
