@@ -195,7 +195,7 @@ def test_sigterm_drains_and_exits_within_the_drain_timeout(private_pg: PrivatePo
         exited, took = timed(lambda: process.wait(15))
         print(f"\nSIGTERM with a request stuck on a frozen database: exited {took:.2f} s later (drain_timeout 2 s)")
         assert exited is not None
-        assert took < 2 + GRACE * 2 + 1.0, took
+        assert took < 2 + 1.0, took  # the drain timeout, then cancel, close and exit
     finally:
         private_pg.thaw()
         if process.poll() is None:
