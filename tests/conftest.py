@@ -15,6 +15,8 @@ import sqlalchemy
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from sqlalchemy_utils import create_database, drop_database
 
+from sqlhttp_middleware.core import SQLHTTPCore
+
 from . import support
 from .support import (
     DATABASES,
@@ -144,3 +146,18 @@ def make_engine_client(request: pytest.FixtureRequest, portal: BlockingPortal) -
 def client(make_client: Callable[..., Client], db: Database) -> Client:
     """A client whose middleware serves the parametrized database as its only target."""
     return make_client(targets=targets_for(db))
+
+
+@pytest.fixture
+def make_core() -> Iterator[Callable[..., SQLHTTPCore]]:
+    """Build cores (no mount around them) with the given options; closed after the test."""
+    made: list[SQLHTTPCore] = []
+
+    def make(**options: Any) -> SQLHTTPCore:
+        core = SQLHTTPCore(**{"rate_limit_storage": "memory", **options})
+        made.append(core)
+        return core
+
+    yield make
+    for core in made:
+        core.close()

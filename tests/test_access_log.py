@@ -23,20 +23,6 @@ ACCESS = "sqlhttp_middleware.access"
 MADE_UP = re.compile(r"[0-9a-f]{16}")
 
 
-@pytest.fixture
-def make_core() -> Any:
-    made: list[SQLHTTPCore] = []
-
-    def make(**options: Any) -> SQLHTTPCore:
-        core = SQLHTTPCore(**{"rate_limit_storage": "memory", **options})
-        made.append(core)
-        return core
-
-    yield make
-    for core in made:
-        core.close()
-
-
 def post(core: SQLHTTPCore, body: Any, **headers: str) -> Any:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     return core.handle(Request("POST", "/sql", {"content-type": "application/json", **headers}, raw, "127.0.0.1"))

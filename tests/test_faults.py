@@ -53,6 +53,15 @@ def timed(call: Callable[[], Any]) -> tuple[Any, float]:
     return result, time.monotonic() - started
 
 
+def answering_again(client: Client, db: Database, sql: str, within: float = 5.0) -> tuple[Any, float]:
+    """The first 200 answer to ``sql`` once the database is back, and how long it took to come."""
+    back = time.monotonic()
+    while (reply := client.query(db, sql)).status != 200:
+        assert time.monotonic() - back < within, reply.body
+        time.sleep(0.05)
+    return reply, time.monotonic() - back
+
+
 def faulty_client(make_client: Callable[..., Client], server: PrivatePostgres | PrivateMariaDB,
                   **options: Any) -> tuple[Client, Database]:
     db = server.database_for("db")
@@ -82,11 +91,7 @@ def test_a_frozen_database_answers_by_the_deadline_and_recovers(
         assert fast.status == 503 and fast_took < 0.5, (fast.status, fast_took)
     finally:
         server.thaw()
-    thawed = time.monotonic()
-    while (reply := client.query(db, "select 5 as n")).status != 200:
-        assert time.monotonic() - thawed < 5, reply.body
-        time.sleep(0.05)
-    recovered = time.monotonic() - thawed
+    reply, recovered = answering_again(client, db, "select 5 as n")
     print(f"\n{client.kind} {server.kind} frozen: 504 after {took:.2f} s (deadline {TIMEOUT + GRACE:g} s), "
           f"a new connection gave up after {connect_took:.2f} s (connect_timeout {CONNECT:g} s), "
           f"then 503 in {fast_took * 1000:.0f} ms; answering again {recovered:.2f} s after the thaw")
@@ -124,11 +129,7 @@ def test_a_stopped_database_answers_fast_503s_and_a_restarted_one_is_used_again(
         assert slowest < 1.0, slowest
     finally:
         server.start()
-    up = time.monotonic()
-    while (reply := client.query(db, "select 1 as n")).status != 200:
-        assert time.monotonic() - up < 5, reply.body
-        time.sleep(0.05)
-    recovered = time.monotonic() - up
+    _, recovered = answering_again(client, db, "select 1 as n")
     print(f"\n{client.kind} {server.kind} stopped: {len(replies)} answers in 1 s, all 503, slowest "
           f"{slowest * 1000:.0f} ms; answering again {recovered:.2f} s after the restart")
     # No stale connection is served after the restart: every request succeeds.

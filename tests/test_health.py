@@ -56,17 +56,9 @@ def port_of(sock: socket.socket) -> int:
 
 
 @pytest.fixture
-def make_core() -> Iterator[Callable[..., SQLHTTPCore]]:
-    made: list[SQLHTTPCore] = []
-
-    def make(**options: Any) -> SQLHTTPCore:
-        core = SQLHTTPCore(**{"rate_limit_storage": "memory", "health_path": "/healthz", **options})
-        made.append(core)
-        return core
-
-    yield make
-    for core in made:
-        core.close()
+def make_core(make_core: Callable[..., SQLHTTPCore]) -> Callable[..., SQLHTTPCore]:
+    """Cores that serve health at /healthz."""
+    return lambda **options: make_core(**{"health_path": "/healthz", **options})
 
 
 # -- every mount ---------------------------------------------------------------------------------------------------

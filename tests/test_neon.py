@@ -9,7 +9,7 @@ Checks that only parse a body or shape an answer run against the core; what pass
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -55,18 +55,6 @@ def assert_neon_error(response: Response, status: int, code: str, *words: str) -
     return body  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-def make_core() -> Iterator[Callable[..., SQLHTTPCore]]:
-    made: list[SQLHTTPCore] = []
-
-    def make(**options: Any) -> SQLHTTPCore:
-        core = SQLHTTPCore(**{"rate_limit_storage": "memory", **options})
-        made.append(core)
-        return core
-
-    yield make
-    for core in made:
-        core.close()
 
 
 @pytest.fixture
