@@ -135,6 +135,7 @@ class UnsupportedMediaType(SQLHTTPError):
 class RateLimited(SQLHTTPError):
     status = 429
     code = "RATE_LIMITED"
+    policy = ""  # the limit that refused: mount, client or target
 
 
 class LoginThrottled(SQLHTTPError):

@@ -60,7 +60,6 @@ DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 SAMPLE_INTERVAL = 1.0  # seconds between a worker's pool-gauge refreshes in multiprocess mode
 POOL_STATES = ("open", "checked_out", "waiting")
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_POLICY = re.compile(r"\((mount|client|target)\)")  # RateLimited's message names the limit that refused
 _STATEMENT_LIMIT = 1000  # characters of statement shapes in one log line
 
 class PoolSource(Protocol):
@@ -179,8 +178,7 @@ class Metrics:
             if isinstance(error, errors.PoolTimeout):
                 self.pool_timeouts.labels(target).inc()
             elif isinstance(error, errors.RateLimited):
-                found = _POLICY.search(error.message)
-                self.rate_limited.labels(found.group(1) if found else "unknown").inc()
+                self.rate_limited.labels(error.policy or "unknown").inc()
             elif isinstance(error, errors.LoginThrottled):
                 self.login_braked.labels(target).inc()
         if self.directory and self._sampler_pid != current_pid():

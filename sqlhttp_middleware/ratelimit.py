@@ -212,11 +212,13 @@ class RateLimiter:
         admission.checked.append((policy, window))
         if not window.admitted:
             retry = max(1, math.ceil(window.retry_after(policy.limit)))
-            raise errors.RateLimited(
+            refused = errors.RateLimited(
                 f"rate limit exceeded: at most {policy.limit} requests per {_seconds(policy.window)} s "
                 f"({policy.name}); retry in {retry} s",
                 headers={"Retry-After": str(retry), **admission.headers()},
             )
+            refused.policy = policy.name
+            raise refused
 
     def shared_storage(self) -> Storage:
         """The storage counts live in, opened on first use; the login brake shares it."""
