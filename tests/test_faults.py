@@ -19,10 +19,11 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
-from .support import ROOT, Client, Database, free_port, wait_until_serving
+from .support import ROOT, Client, Database, free_port, node_with, serving, wait_until_serving
 from .support.private import PrivateMariaDB, PrivatePostgres, private_mariadb, private_postgres
 
 private_pg = private_postgres("private_pg")
@@ -204,3 +205,48 @@ def test_sigterm_drains_and_exits_within_the_drain_timeout(private_pg: PrivatePo
             process.wait()
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_the_real_clients_see_clear_errors_from_a_frozen_database(private_pg: PrivatePostgres) -> None:
+    """What PolyScale's and Neon's npm clients make of the new failure paths, against uvicorn: the hard deadline's
+    504, the back-off's 503, and refused SQL text; no URL, password or traceback in any of them."""
+    private_pg.ensure_running()
+    db = private_pg.database_for("db")
+    node = node_with("@neondatabase/serverless", "@polyscale/serverless-js")
+    env = {"SQLHTTP_TARGETS": f"db={private_pg.target}", "SQLHTTP_STATEMENT_TIMEOUT": str(TIMEOUT),
+           "SQLHTTP_DEADLINE_GRACE": str(GRACE), "SQLHTTP_CONNECT_TIMEOUT": str(CONNECT),
+           "SQLHTTP_RATE_LIMIT_NAMESPACE": f"test-{uuid.uuid4().hex[:12]}"}
+    login = f"{quote(db.username, safe='')}:{quote(db.password, safe='')}"
+
+    def run(script: str, payload: dict[str, Any]) -> list[Any]:
+        done = subprocess.run([node, str(ROOT / "tests" / "js" / script)], input=json.dumps(payload).encode(),
+                              capture_output=True, cwd=ROOT, timeout=60, check=True)
+        outcomes: list[Any] = json.loads(done.stdout)
+        return outcomes
+
+    with serving("asgi-uvicorn", env) as url:
+        neon = {"endpoint": f"{url}/sql", "connectionString": f"postgresql://{login}@db/{db.database}"}
+        polyscale = {"endpoint": url, "connection": {"cacheId": "db", "username": db.username,
+                                                     "password": db.password, "database": db.database,
+                                                     "provider": "postgres"}}
+        warm = run("neon-one.mjs", {**neon, "queries": ["SELECT 1 AS n", "SELECT 1 /* never closed"]})
+        assert warm[0] == {"ok": [{"n": 1}]}
+        refused = warm[1]["error"]
+        assert refused["isNeonDbError"] and "never closed" in refused["message"]
+        private_pg.freeze()
+        try:
+            frozen = run("neon-one.mjs", {**neon, "queries": ["SELECT 2 AS n", "SELECT 3 AS n"]})
+            down = run("run-queries.mjs", {**polyscale, "queries": [{"sql": "SELECT 4 AS n"}]})
+        finally:
+            private_pg.thaw()
+    deadline, refused_fast = frozen[0]["error"], frozen[1]["error"]
+    assert deadline["isNeonDbError"] and "did not answer within the statement timeout" in deadline["message"]
+    # The next one needed a new connection: it gave up at connect_timeout (or, past it, the back-off said so).
+    assert refused_fast["isNeonDbError"] and "HTTP status 503" in refused_fast["message"]
+    assert "could not connect to the database" in refused_fast["message"] or \
+        "could not be reached" in refused_fast["message"]
+    polyscale_error = down[0]["error"]
+    assert polyscale_error["statusCode"] == 503 and polyscale_error["code"] == "DATABASE_UNAVAILABLE"
+    for failure in (refused, deadline, refused_fast, polyscale_error):
+        text = json.dumps(failure)
+        assert db.password not in text and "127.0.0.1" not in text and "Traceback" not in text
