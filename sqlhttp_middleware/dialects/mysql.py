@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from .. import errors
 from .base import NumberedErrors, Session, auth_failed, error_number, fetch_batches, isolation_sql, keep_alive
@@ -17,22 +20,11 @@ class MySQLSupport(NumberedErrors):
     family = "mysql"
 
     def connect_args(self, connect_timeout: float) -> dict[str, Any]:
-        import pymysql.converters
-        from pymysql.constants import FIELD_TYPE
-
-        conversions = dict(pymysql.converters.conversions)
-        # TIME as a time of day, not a timedelta, when it is one; out-of-range TIMEs stay the server's string.
-        conversions[FIELD_TYPE.TIME] = pymysql.converters.convert_time
-        # MySQL's JSON type arrives as text; parse it so it travels as nested JSON. (MariaDB's JSON is LONGTEXT,
-        # indistinguishable on the wire, and stays a string.)
-        import orjson
-
-        conversions[FIELD_TYPE.JSON] = orjson.loads
         # read_timeout bounds the handshake too (PyMySQL's connect_timeout covers only the TCP connect): a frozen
         # server that accepted the connection cannot hold it for the system's TCP timeouts. It is lifted once
         # connected (on_connect): statements are bounded by the deadlines (engine/deadline.py).
         return {"connect_timeout": connect_timeout, "read_timeout": connect_timeout, "write_timeout": connect_timeout,
-                "conv": conversions, "local_infile": False}
+                "conv": value_conversions(), "local_infile": False}
 
     def on_connect(self, dbapi_connection: Any, read_only: bool, timeout: float) -> None:
         dbapi_connection._read_timeout = dbapi_connection._write_timeout = None
@@ -151,3 +143,55 @@ _MYSQL_TYPES: dict[int, str] = {
     245: "json", 246: "decimal", 247: "enum", 248: "set", 249: "tinyblob", 250: "mediumblob", 251: "longblob",
     252: "blob", 253: "varchar", 254: "char", 255: "geometry",
 }
+
+
+# -- values: what PyMySQL makes of the server's text ------------------------------------------------------------
+#
+# The text protocol sends every value as the server's own text (what CAST(value AS CHAR) gives). Each conversion
+# below keeps that text, or turns it into a value the encoder writes exactly; none rounds or reinterprets it.
+
+
+def value_conversions() -> dict[Any, Any]:
+    """PyMySQL's ``conv``: its defaults, with the conversions that would lose or respell a value replaced."""
+    import pymysql.converters
+    from pymysql.constants import FIELD_TYPE
+
+    conversions: dict[Any, Any] = dict(pymysql.converters.conversions)
+    # Kept as the server's text (no conversion at all):
+    # - DECIMAL: exact digits, never Python's scientific notation ('1E-30').
+    # - FLOAT: MariaDB sends 6 significant digits ('1.23457' for 1.2345678), so no number is known to be exact.
+    # - TIME: may be beyond a time of day ('838:59:59', '-00:00:01'); within one, the text is ISO 8601 already.
+    # - ENUM, SET: PyMySQL would make a SET a Python set; the server's text is 'a,b'.
+    for field_type in (FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL, FIELD_TYPE.FLOAT, FIELD_TYPE.TIME,
+                       FIELD_TYPE.ENUM, FIELD_TYPE.SET):
+        conversions.pop(field_type, None)
+    # DOUBLE's text is the shortest that reads back as the same double: float() is exact.
+    conversions[FIELD_TYPE.DOUBLE] = float
+    conversions[FIELD_TYPE.DATE] = date_text
+    conversions[FIELD_TYPE.DATETIME] = conversions[FIELD_TYPE.TIMESTAMP] = datetime_text
+    # MySQL's JSON type arrives as text, which travels as nested JSON, embedded verbatim. (MariaDB's JSON is
+    # LONGTEXT, indistinguishable on the wire, and stays the server's text, a string.)
+    conversions[FIELD_TYPE.JSON] = exact_json
+    return conversions
+
+
+def date_text(text: str) -> str:
+    """A DATE: the server's text, which is ISO 8601 when it is a real date; zero and invalid dates that the SQL
+    mode allows ('0000-00-00', '2024-02-30') stay the server's text too."""
+    return text
+
+
+def datetime_text(text: str) -> str:
+    """A DATETIME or TIMESTAMP as ISO 8601 with the server's own digits ('2024-01-02T03:04:05.120'); a zero or
+    invalid one ('0000-00-00 00:00:00') stays the server's text."""
+    try:
+        dt.datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    return f"{text[:10]}T{text[11:]}"
+
+
+def exact_json(text: str | bytes) -> Any:
+    """MySQL JSON embedded as the server wrote it (an ``orjson.Fragment``): no parser rounds its numbers
+    (18446744073709551616, 0.1000000000000000000001 stay as they are), the way PostgreSQL's json is answered."""
+    return orjson.Fragment(text)
