@@ -19,6 +19,9 @@ Placeholders
 Values
   * A scalar (str, int, float, bool, None) is one placeholder; a list expands to ``?, ?, ?`` and an empty
     list to ``NULL``. Objects, nested lists and non-JSON types are rejected.
+  * Integers stay exact at any size (the request's parser keeps them so). With SQLite one outside the 64-bit
+    range is a BindingError naming the binding: its driver cannot bind it, and as text or REAL it would not
+    compare as the number sent.
   * An identifier is a non-empty string (or a list of them, knex's columnize), split on ``.`` and quoted
     part by part with ``quote_identifier``; ``name as alias`` quotes both sides. ``quote_identifier`` must
     return plain SQL: the ``%`` doubling below is done here (SQLAlchemy's preparer for a format-style dialect
@@ -47,6 +50,10 @@ Dialect = Literal["postgresql", "mysql", "sqlite", "mssql"]
 ParamStyle = Literal["qmark", "format"]
 
 _SCALARS = (str, int, float, bool)
+# Integers are bound exactly at any size: psycopg sends one beyond int8 as numeric and PyMySQL as a DECIMAL literal.
+# SQLite's integers are 64-bit and its driver cannot bind a larger one; as text or REAL it would compare and sort
+# differently from the number that was sent, so it is refused, naming the binding.
+_SQLITE_INTEGERS = (-(2**63), 2**63 - 1)
 
 # Each quoted form matches up to its closing quote, or to the end of the text when unterminated.
 _SINGLE = r"'[^']*(?:''[^']*)*'?"
@@ -136,6 +143,7 @@ def compile_sql(
     # `%` appears in no token, so doubling up front is the same as doubling every copied piece.
     text = sql.replace("%", "%%") if fmt else sql
     mark = "%s" if fmt else "?"
+    integers = _SQLITE_INTEGERS if dialect == "sqlite" else None
     out: list[str] = []
     params: list[Any] = []
     used: set[str] = set()
@@ -182,7 +190,7 @@ def compile_sql(
                     f"binding {label}: a ? placeholder directly followed by a digit is ambiguous; add a space"
                 )
             else:
-                piece = _value(positional[index], label, mark, params)
+                piece = _value(positional[index], label, mark, params, integers)
         else:  # bind
             if named is None:
                 continue
@@ -195,7 +203,7 @@ def compile_sql(
             if ident:
                 piece = _identifier(named[name], label, quote_identifier, fmt)
             else:
-                piece = _value(named[name], label, mark, params)
+                piece = _value(named[name], label, mark, params, integers)
         out.append(text[done:start])
         out.append(piece)
         done = pos
@@ -237,8 +245,10 @@ def _literal_question_mark(dialect: str) -> BindingError:
     )
 
 
-def _value(value: Any, label: str, mark: str, params: list[Any]) -> str:
+def _value(value: Any, label: str, mark: str, params: list[Any], integers: tuple[int, int] | None) -> str:
     if value is None or isinstance(value, _SCALARS):
+        if integers is not None and type(value) is int and not integers[0] <= value <= integers[1]:
+            raise _integer_out_of_range(label, value)
         params.append(value)
         return mark
     if isinstance(value, (list, tuple)):
@@ -250,11 +260,22 @@ def _value(value: Any, label: str, mark: str, params: list[Any]) -> str:
                     f"binding {label} is a list containing {_kind(item)}; "
                     "only strings, numbers, booleans or null can be in a list binding"
                 )
+            if integers is not None and type(item) is int and not integers[0] <= item <= integers[1]:
+                raise _integer_out_of_range(label, item)
         params.extend(value)
         return ", ".join([mark] * len(value))
     raise BindingError(
         f"binding {label} is {_kind(value)}; "
         "only strings, numbers, booleans, null or lists of them can be bound"
+    )
+
+
+def _integer_out_of_range(label: str, value: int) -> BindingError:
+    digits = str(value)
+    shown = digits if len(digits) <= 40 else f"{digits[:20]}... ({len(digits.lstrip('-'))} digits)"
+    return BindingError(
+        f"binding {label} is the integer {shown}, beyond SQLite's 64-bit integers "
+        "(-9223372036854775808 to 9223372036854775807); send it as a string if text is what you mean"
     )
 
 
