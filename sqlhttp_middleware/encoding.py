@@ -10,7 +10,8 @@ None, str              null, string
 bool                   true / false
 int                    number while ``|n| <= 2**53 - 1``, else a decimal string
 float                  number; NaN and infinities as ``"NaN"``, ``"Infinity"``
-Decimal                string, exactly as the database gave it
+Decimal                string of its digits, never in scientific notation (``"0.0000001"``, ``"NaN"``)
+orjson.Fragment        embedded as is: JSON the database wrote (PostgreSQL's json, jsonb), numbers exact
 datetime, date, time   ISO 8601 string (offset kept when the value has one)
 timedelta              ISO 8601 duration string, e.g. ``"P1DT2H3M4.5S"``
 bytes                  base64 string (standard alphabet, padded)
@@ -30,6 +31,8 @@ import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 __all__ = ["MAX_SAFE_INTEGER", "encode_value", "iso_duration"]
 
@@ -78,6 +81,12 @@ def _datetime(value: dt.datetime) -> str:
     return value.isoformat()
 
 
+def _decimal(value: Decimal) -> str:
+    # str() writes 1E-7 for Decimal("0.0000001") and 1E+3 for a decimal with a positive exponent; "f" keeps the
+    # digits as the database wrote them (and "NaN", "Infinity", "-Infinity" as they are).
+    return format(value, "f")
+
+
 def _list(value: list[Any] | tuple[Any, ...]) -> list[Any]:
     return [encode_value(item) for item in value]
 
@@ -97,7 +106,8 @@ _ENCODERS: dict[type, Callable[[Any], Any]] = {
     bool: _identity,
     int: _int,
     float: _float,
-    Decimal: str,
+    Decimal: _decimal,
+    orjson.Fragment: _identity,
     dt.datetime: _datetime,
     dt.date: dt.date.isoformat,
     dt.time: _time,
@@ -117,7 +127,7 @@ _FALLBACKS: tuple[tuple[type | tuple[type, ...], Callable[[Any], Any]], ...] = (
     (int, _int),
     (float, _float),
     (str, str),
-    (Decimal, str),
+    (Decimal, _decimal),
     (dt.datetime, _datetime),
     (dt.date, dt.date.isoformat),
     (dt.time, _time),

@@ -58,6 +58,74 @@ def _text_adapters() -> Any:
     return adapters
 
 
+# The types whose psycopg loader gives a Python value the JSON encoding carries exactly (numbers within what a double
+# holds are checked when encoded; bytes become base64). Every other type the server ships loads as PostgreSQL's
+# own text, except those below with a form of their own.
+_PYTHON_VALUES = frozenset({"bool", "int2", "int4", "int8", "oid", "float4", "float8", "bytea"})
+
+
+def _stamp(text: str) -> str:
+    """A timestamp in PostgreSQL's ISO output (``2024-01-02 03:04:05.5``) as ISO 8601, its text otherwise (infinity,
+    BC, a year past 9999, another DateStyle): nothing a datetime cannot hold is rounded or refused."""
+    if len(text) < 19 or text[4] != "-" or text[10] != " " or text[-1] == "C":
+        return text
+    return text[:10] + "T" + text[11:]
+
+
+def _offset(text: str) -> str:
+    """An offset PostgreSQL wrote as ``+05`` spelled ``+05:00``; ``+05:30`` and ``-04:56:02`` stay as they are."""
+    return text + ":00" if len(text) > 3 and text[-3] in "+-" else text
+
+
+@functools.cache
+def _exact_loaders() -> dict[str, type]:
+    import orjson
+    from psycopg.adapt import Loader
+
+    class JsonLoader(Loader):
+        """The document as the server wrote it, embedded in the answer unparsed: its numbers stay exact and no
+        depth the server accepts is too deep."""
+
+        def load(self, data: Any) -> Any:
+            return orjson.Fragment(bytes(data))
+
+    class TimestampLoader(Loader):
+        def load(self, data: Any) -> Any:
+            return _stamp(str(data, "utf-8"))
+
+    class TimestamptzLoader(Loader):
+        def load(self, data: Any) -> Any:
+            text = _stamp(str(data, "utf-8"))
+            return _offset(text) if text[10:11] == "T" else text
+
+    class TimetzLoader(Loader):
+        def load(self, data: Any) -> Any:
+            return _offset(str(data, "utf-8"))
+
+    return {"json": JsonLoader, "jsonb": JsonLoader, "timestamp": TimestampLoader,
+            "timestamptz": TimestamptzLoader, "timetz": TimetzLoader}
+
+
+def exact_adapters(connection: Any) -> Any:
+    """psycopg adapters for PolyScale's values, over the connection's own dumpers, made once per connection (its
+    cursors share them): each type as a Python value only where that value is exact, else as the server's text
+    (numeric, interval, date, time, money, ranges, network types, ...) or its exact form (JSON embedded as written,
+    ISO 8601 timestamps with their offsets to the second). Arrays take their elements' loaders."""
+    adapters = connection.__dict__.get("_sqlhttp_exact")
+    if adapters is None:
+        import psycopg
+        from psycopg.adapt import AdaptersMap
+        from psycopg.types.string import TextLoader
+
+        adapters = AdaptersMap(connection.adapters)
+        own = _exact_loaders()
+        for info in psycopg.adapters.types:
+            if info.name not in _PYTHON_VALUES:
+                adapters.register_loader(info.oid, own.get(info.name, TextLoader))
+        connection.__dict__["_sqlhttp_exact"] = adapters
+    return adapters
+
+
 @functools.cache
 def cursor_class(*, asynchronous: bool = False, numeric: bool = False, text: bool = False) -> type:
     """The cursor class for one way of running a statement, sync or async.
@@ -65,7 +133,8 @@ def cursor_class(*, asynchronous: bool = False, numeric: bool = False, text: boo
     Every class sends one statement with the extended query protocol, even without parameters: psycopg sends a
     statement without parameters with the simple query protocol, which runs every statement in the text.
     ``numeric``: the SQL uses PostgreSQL's own ``$1`` placeholders (psycopg's raw cursor), bound as text of an
-    unknown type, which the server casts as node-postgres's are. ``text``: values are PostgreSQL's text output.
+    unknown type, which the server casts as node-postgres's are. ``text``: values are PostgreSQL's text output;
+    otherwise values are exact (:func:`exact_adapters`).
     Every class also keeps the command tag of a streamed statement (``statusmessage``), which psycopg discards.
     These override private methods of psycopg's; the test suite pins the behaviour on every psycopg release.
     """
@@ -86,6 +155,8 @@ def cursor_class(*, asynchronous: bool = False, numeric: bool = False, text: boo
             super().__init__(connection, *args, **kwargs)  # type: ignore[call-arg]
             if text:
                 self._adapters = psycopg.adapt.AdaptersMap(_text_adapters())
+            else:
+                self._adapters = exact_adapters(connection)
 
         def _execute_send(self, query: Any, *, force_extended: bool = False, binary: bool | None = None) -> None:
             if numeric:

@@ -23,7 +23,7 @@ __all__ = ["PolyScaleQuery", "PolyScaleResult", "column_converters", "error_body
 
 
 # Values orjson writes exactly as our type table says, so no Python code has to touch them.
-_NATIVE = frozenset({type(None), str, bool, dt.datetime, dt.date, uuid.UUID})
+_NATIVE = frozenset({type(None), str, bool, dt.datetime, dt.date, uuid.UUID, orjson.Fragment})
 _NUMBERS = frozenset({type(None), int, bool, float})
 
 
