@@ -162,23 +162,18 @@ def value_conversions() -> dict[Any, Any]:
     # - FLOAT: MariaDB sends 6 significant digits ('1.23457' for 1.2345678), so no number is known to be exact.
     # - TIME: may be beyond a time of day ('838:59:59', '-00:00:01'); within one, the text is ISO 8601 already.
     # - ENUM, SET: PyMySQL would make a SET a Python set; the server's text is 'a,b'.
+    # - DATE: ISO 8601 when it is a real date; zero and invalid dates the SQL mode allows ('0000-00-00',
+    #   '2024-02-30') stay as sent too.
     for field_type in (FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL, FIELD_TYPE.FLOAT, FIELD_TYPE.TIME,
-                       FIELD_TYPE.ENUM, FIELD_TYPE.SET):
+                       FIELD_TYPE.ENUM, FIELD_TYPE.SET, FIELD_TYPE.DATE):
         conversions.pop(field_type, None)
     # DOUBLE's text is the shortest that reads back as the same double: float() is exact.
     conversions[FIELD_TYPE.DOUBLE] = float
-    conversions[FIELD_TYPE.DATE] = date_text
     conversions[FIELD_TYPE.DATETIME] = conversions[FIELD_TYPE.TIMESTAMP] = datetime_text
     # MySQL's JSON type arrives as text, which travels as nested JSON, embedded verbatim. (MariaDB's JSON is
     # LONGTEXT, indistinguishable on the wire, and stays the server's text, a string.)
     conversions[FIELD_TYPE.JSON] = exact_json
     return conversions
-
-
-def date_text(text: str) -> str:
-    """A DATE: the server's text, which is ISO 8601 when it is a real date; zero and invalid dates that the SQL
-    mode allows ('0000-00-00', '2024-02-30') stay the server's text too."""
-    return text
 
 
 def datetime_text(text: str) -> str:

@@ -43,6 +43,7 @@ class SQLiteSupport(DialectSupport):
             return sqlite3.SQLITE_OK
 
         dbapi_connection.set_authorizer(authorize)
+        dbapi_connection.text_factory = utf8_or_bytes
 
     def prepare_session(self, dbapi_connection: Any, session: Session, server: Any) -> None:
         dbapi_connection.execute(f"PRAGMA query_only = {int(session.read_only)}")
@@ -100,6 +101,15 @@ class SQLiteSupport(DialectSupport):
 
     def error_code(self, exc: BaseException) -> str | None:
         return getattr(exc, "sqlite_errorname", None)
+
+
+def utf8_or_bytes(data: bytes) -> str | bytes:
+    """A TEXT value: its string, or its bytes (answered in base64) when it is not UTF-8, as SQLite lets TEXT be
+    (``CAST(x'ff' AS TEXT)``). sqlite3's own decoding would fail the whole result for that one value."""
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return data
 
 
 _SQLITE_TYPES: dict[type, str] = {int: "integer", float: "real", str: "text", bytes: "blob"}
