@@ -7,7 +7,9 @@ never pasted into the SQL text: only placeholders, ``NULL`` (for an empty list) 
 Placeholders
   * list bindings: ``?`` takes the next value, ``??`` the next value as an identifier; ``:name`` is text.
   * dict bindings: ``:name`` binds ``bindings["name"]`` (each occurrence gets its own placeholder) and
-    ``:name:`` binds an identifier; ``?`` is text. ``::name`` (a PostgreSQL cast) is never a binding.
+    ``:name:`` binds an identifier; ``?`` is text. ``::name`` (a PostgreSQL cast) is never a binding, and
+    ``:name:::type`` is the identifier cast (as knex reads it). ``\\:name`` is the text ``:name`` (refused with
+    sqlite, whose driver would bind it); with list bindings it is left as it is, as knex leaves it.
   * ``None``, ``[]`` or ``{}``: nothing is a placeholder; the SQL is used as-is apart from ``\\?`` -> ``?``
     and ``%`` doubling. (knex rejects ``?`` with ``[]``; we treat an empty list exactly like no bindings.)
   * ``\\?`` is a literal ``?`` (PostgreSQL jsonb ``?``, ``?|``, ``?&``).
@@ -23,7 +25,8 @@ Values
     range is a BindingError naming the binding: its driver cannot bind it, and as text or REAL it would not
     compare as the number sent.
   * An identifier is a non-empty string (or a list of them, knex's columnize), split on ``.`` and quoted
-    part by part with ``quote_identifier``; ``name as alias`` quotes both sides. ``quote_identifier`` must
+    part by part with ``quote_identifier``, except a ``*`` part, which stays bare as in knex (``t.*``);
+    ``name as alias`` quotes both sides. ``quote_identifier`` must
     return plain SQL: the ``%`` doubling below is done here (SQLAlchemy's preparer for a format-style dialect
     already doubles ``%``, so it has to be undone or the dialect built with ``paramstyle="qmark"``).
 
@@ -77,7 +80,10 @@ def _scanner(first: str, verbatim: list[str], dollar: bool) -> re.Pattern[str]:
         "(?P<skip>" + "|".join([*verbatim, "::+"]) + ")"
         r"|(?P<block>/\*)"
         + (f"|(?P<dollar>{_PG_DOLLAR})" if dollar else "")
-        + r"|(?P<esc>\\\?)|(?P<q>\?\??)|(?P<bind>:[A-Za-z_][A-Za-z0-9_]*(?::(?!:))?)"
+        # `:name:` is an identifier when the colon after it does not start a `::` (a cast) and also when it is
+        # followed by one: `:col:::text` is the identifier cast, as knex reads it.
+        + r"|(?P<esc>\\\?)|(?P<escbind>\\:[A-Za-z_][A-Za-z0-9_]*)|(?P<q>\?\??)"
+        r"|(?P<bind>:[A-Za-z_][A-Za-z0-9_]*(?::(?!:)|:(?=::))?)"
         r"|(?P<other>[\s\S]|\Z))"
     )
 
@@ -169,7 +175,16 @@ def compile_sql(
             pos = end if close < 0 else close + len(tag)
             continue
         lexeme = m.group(kind)
-        if kind == "esc":
+        if kind == "escbind":
+            if named is None:  # knex unescapes `\:name` only with named bindings
+                continue
+            if dialect == "sqlite":  # sqlite3 reads `:name` anywhere outside quotes as a parameter
+                raise BindingError(
+                    f"a literal {lexeme[1:]} outside a string cannot be used with sqlite: "
+                    "its driver reads it as a parameter"
+                )
+            piece = lexeme[1:]
+        elif kind == "esc":
             if not fmt:
                 raise _literal_question_mark(dialect)
             piece = "?"
@@ -304,5 +319,6 @@ def _quote_one(name: str, label: str, quote: Callable[[str], str]) -> str:
     parts = name.split(".")
     if not all(parts):
         raise BindingError(f"identifier binding {label} has an empty part: {name!r}")
-    dotted = ".".join(quote(part) for part in parts)
+    # `*` stays bare, as knex leaves it: quoted, it names no column (and SQLite would read "*" as the string).
+    dotted = ".".join(part if part == "*" else quote(part) for part in parts)
     return f"{dotted} as {quote(alias)}" if alias else dotted

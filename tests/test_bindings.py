@@ -148,7 +148,7 @@ def test_named_identifier_list() -> None:
         ("select :v ::int", {"v": "1"}, "select %s ::int"),
         ("select x::int, :int", {"int": 5}, "select x::int, %s"),
         ("select :v::timestamp::date", {"v": "1"}, "select %s::timestamp::date"),
-        ("select :c:::int", {"c": "x"}, "select %s:::int"),
+        ("select :c:::int", {"c": "x"}, 'select "x"::int'),  # as knex reads it: the identifier, cast
         ("select arr[1:n]", {"n": 2}, "select arr[1%s]"),
         ("select :1abc, :v", {"v": 1}, "select :1abc, %s"),
         ("select :v:", {"v": "col"}, 'select "col"'),
@@ -696,3 +696,28 @@ def test_property_no_bindings_round_trips(sql: str, dialect: Dialect) -> None:
     assert out % () == sql.replace("\\?", "?") or "\\?" in sql
     if "?" not in sql:
         assert run(sql, None, dialect, "qmark") == (sql, [])
+
+
+# --- as knex.raw does it (tests/test_knex_compat.py compares with the real knex) -------------------------------
+
+
+@every_dialect
+def test_a_star_identifier_stays_bare(dialect: Dialect) -> None:
+    q = QUOTE[dialect]
+    assert run("select ?? from t", ["*"], dialect)[0] == "select * from t"
+    assert run("select ?? from t", [["t.*", "a"]], dialect)[0] == f"select {q('t')}.*, {q('a')} from t"
+    assert run("select :c: from t", {"c": "s.t.*"}, dialect)[0] == f"select {q('s')}.{q('t')}.* from t"
+    assert run("select ?? from t", ["**"], dialect)[0] == f"select {q('**')} from t"
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql", "mssql"])
+def test_an_escaped_name_is_text_with_named_bindings(dialect: Dialect) -> None:
+    m = MARK[NATIVE[dialect]]
+    assert run(r"select \:a, :b", {"b": 1}, dialect) == (f"select :a, {m}", [1])
+    assert run(r"select \:a, ?", [1], dialect) == (f"select \\:a, {m}", [1])  # knex leaves it with a list
+    assert run(r"select '\:a', :b", {"b": 1}, dialect)[0] == f"select '\\:a', {m}"  # literals are untouched
+
+
+def test_sqlite_refuses_an_escaped_name_its_driver_would_bind() -> None:
+    assert "outside a string cannot be used with sqlite" in error(r"select \:a, :b", {"b": 1}, "sqlite")
+    assert run(r"select '\:a', :b", {"b": 1}, "sqlite")[0] == r"select '\:a', ?"

@@ -117,7 +117,10 @@ class PolyScale(Protocol[PolyScaleQuery]):
             bindings,
             dialect=target.family,  # type: ignore[arg-type]
             paramstyle=support.paramstyle,  # type: ignore[arg-type]
-            quote_identifier=self._dialects[target.name].identifier_preparer.quote_identifier,
+            quote_identifier=(
+                _backticks if target.family == "sqlite"
+                else self._dialects[target.name].identifier_preparer.quote_identifier
+            ),
         )
         return Statement(text, params, support.paramstyle)  # type: ignore[arg-type]
 
@@ -126,6 +129,13 @@ class PolyScale(Protocol[PolyScaleQuery]):
 
     def error_body(self, error: errors.SQLHTTPError) -> tuple[int, bytes]:
         return error.status, error_body(error)
+
+
+def _backticks(name: str) -> str:
+    # SQLite identifiers are quoted as knex quotes them: SQLite reads a double-quoted name that matches no column as
+    # a string, so a misspelt identifier binding would select its own name instead of failing; a backticked one
+    # is always an identifier.
+    return "`" + name.replace("`", "``") + "`"
 
 
 def _string(document: dict[str, Any], name: str) -> str:
