@@ -102,8 +102,90 @@ def _exact_loaders() -> dict[str, type]:
         def load(self, data: Any) -> Any:
             return _offset(str(data, "utf-8"))
 
+    class UnknownLoader(Loader):
+        """A type psycopg does not know (an enum, a domain's or a user's type, ...): its text, except an array,
+        which is a JSON array of its elements, each loaded as its element's (a domain's: its base type's) values
+        are. Which types are arrays is read from the catalog (:class:`ArrayCatalog`)."""
+
+        def __init__(self, oid: int, context: Any = None) -> None:
+            super().__init__(oid, context)
+            self._catalog = None if self.connection is None else array_catalog(self.connection)
+
+        def load(self, data: Any) -> Any:
+            element = None if self._catalog is None else self._catalog.element(self.oid)
+            if element is None:
+                return str(data, "utf-8")
+            return _load_text(data, element[1], element[0])
+
+    from psycopg.types.array import _load_text
+
     return {"json": JsonLoader, "jsonb": JsonLoader, "timestamp": TimestampLoader,
-            "timestamptz": TimestamptzLoader, "timetz": TimetzLoader}
+            "timestamptz": TimestamptzLoader, "timetz": TimetzLoader, "": UnknownLoader}
+
+
+# Each array type with its element's delimiter and the type whose loader reads an element (a domain's base type).
+_ARRAYS_SQL = (
+    "SELECT a.oid::int8, e.typdelim, (CASE WHEN e.typtype = 'd' THEN e.typbasetype ELSE e.oid END)::int8"
+    " FROM pg_type a JOIN pg_type e ON e.oid = a.typelem AND e.typarray = a.oid"
+    " WHERE %s::int8[] IS NULL OR a.oid = ANY(%s::int8[])"
+)
+
+
+class ArrayCatalog:
+    """The array types of a connection's database, for the types psycopg does not know: read whole at the
+    connection's first statement, and again for any type met since that the catalog did not have (a type created
+    after the first read: its arrays are one text until the next statement on that connection looks it up)."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.loaded = False
+        self.arrays: dict[int, tuple[bytes, int] | None] = {}  # array OID -> (delimiter, element OID); None: no array
+        self.missed: set[int] = set()
+        self._loaders: dict[int, tuple[bytes, Any]] = {}
+
+    def query(self) -> tuple[str, list[Any]] | None:
+        """The catalog query to run before the next statement, if there is anything to look up."""
+        if not self.loaded:
+            return _ARRAYS_SQL, [None, None]
+        if self.missed:
+            missed = sorted(self.missed)
+            return _ARRAYS_SQL, [missed, missed]
+        return None
+
+    def store(self, rows: list[Any]) -> None:
+        for oid in self.missed:
+            self.arrays[oid] = None
+        self.missed.clear()
+        for oid, delimiter, element in rows:
+            self.arrays[oid] = (delimiter.encode(), element)
+        self.loaded = True
+
+    def element(self, oid: int) -> tuple[bytes, Any] | None:
+        """(delimiter, element loader) of an array type; None for a type that is not an array."""
+        found = self._loaders.get(oid)
+        if found is not None:
+            return found
+        if oid not in self.arrays:
+            self.missed.add(oid)
+            return None
+        entry = self.arrays[oid]
+        if entry is None:
+            return None
+        from psycopg.pq import Format
+        from psycopg.types.string import TextLoader
+
+        delimiter, element = entry
+        cls = exact_adapters(self.connection).get_loader(element, Format.TEXT)
+        loader = (TextLoader if cls is None or cls is _exact_loaders()[""] else cls)(element, self.connection)
+        found = self._loaders[oid] = (delimiter, loader)
+        return found
+
+
+def array_catalog(connection: Any) -> ArrayCatalog:
+    catalog = connection.__dict__.get("_sqlhttp_arrays")
+    if catalog is None:
+        catalog = connection.__dict__["_sqlhttp_arrays"] = ArrayCatalog(connection)
+    return catalog  # type: ignore[no-any-return]
 
 
 def exact_adapters(connection: Any) -> Any:
@@ -122,6 +204,7 @@ def exact_adapters(connection: Any) -> Any:
         for info in psycopg.adapters.types:
             if info.name not in _PYTHON_VALUES:
                 adapters.register_loader(info.oid, own.get(info.name, TextLoader))
+        adapters.register_loader(0, own[""])  # every type psycopg does not know
         connection.__dict__["_sqlhttp_exact"] = adapters
     return adapters
 
@@ -259,6 +342,13 @@ class PostgreSQLSupport(DialectSupport):
                 text_values: bool = False) -> tuple[Any, Iterator[Any]]:
         sql, params = statement.sql, list(statement.params)
         numeric = statement.paramstyle == "numeric"
+        if not text_values:
+            catalog = array_catalog(dbapi_connection)
+            lookup = catalog.query()
+            if lookup is not None:
+                with dbapi_connection.cursor() as reader:
+                    reader.execute(*lookup)
+                    catalog.store(reader.fetchall())
         if numeric or text_values:
             cursor = cursor_class(numeric=numeric, text=text_values)(dbapi_connection)
         else:

@@ -31,6 +31,7 @@ from ..dialects.postgresql import (
     _ROW_KEYWORDS,
     _SESSION_SQL,
     PostgreSQLSupport,
+    array_catalog,
     async_single_statement_cursor,
     begin_statements,
     cursor_class,
@@ -398,6 +399,9 @@ class AsyncPostgres:
     async def _statement(self, connection: Any, cursor: Any, index: int, statement: Statement, work: Work,
                          builder: ResultBuilder) -> None:
         numeric = statement.paramstyle == "numeric"
+        if not work.text_values and (lookup := array_catalog(connection).query()) is not None:
+            await cursor.execute(*lookup)  # the array types PolyScale's values need (dialects/postgresql.py)
+            array_catalog(connection).store(await cursor.fetchall())
         if numeric or work.text_values:  # a cursor of that kind, kept on the connection like its default one
             kinds = connection.__dict__.setdefault("_sqlhttp_cursors", {})
             cursor = kinds.get((numeric, work.text_values))
