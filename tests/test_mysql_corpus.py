@@ -87,6 +87,7 @@ KINDS = {
     "double": Kind("double", ["0.1", "0.30000000000000004", "5e-324", "1.7976931348623157e308",
                               "-2.2250738585072014e-308", "1e22", "123456789012345680000", "9007199254740993",
                               "0"], double),
+    "double(10,4)": Kind("double(10,4)", ["1.23456", "-3400", "0.0001"], double),
     "bit(1)": Kind("bit(1)", ["b'0'", "b'1'"], bits, "v + 0"),
     "bit(7)": Kind("bit(7)", ["b'101'"], bits, "v + 0"),
     "bit(64)": Kind("bit(64)", ["b'" + "1" * 64 + "'", "0"], bits, "v + 0"),
@@ -176,6 +177,20 @@ def test_every_value_is_exact_or_the_server_text(kind: str, tables: dict[str, st
     assert objects[-1] == {"v": None, "ref": None}
     assert rows_of(clients, maria_database, sql, rowMode="array") == [[row["v"], row["ref"]] for row in objects]
     assert rows_of(clients, maria_database, sql, shape="full") == objects
+
+
+def double_literal(number: float) -> str:
+    text = repr(float(number))
+    return text if "e" in text else f"{text}e0"  # a DOUBLE literal, not a DECIMAL one
+
+
+@pytest.mark.parametrize("kind", ["double", "double(10,4)"])
+def test_the_server_holds_exactly_the_double_it_answers(kind: str, tables: dict[str, str], clients: list[Client],
+                                                        maria_database: Database) -> None:
+    rows = rows_of(clients, maria_database, f"select id, v from {tables[kind]} where v is not null order by id")
+    held = " and ".join(f"(select v from {tables[kind]} where id = {row['id']}) = {double_literal(row['v'])}"
+                        for row in rows)
+    assert rows_of(clients, maria_database, f"select {held} as same") == [{"same": 1}]
 
 
 def test_a_mysql_json_document_is_embedded_as_the_server_wrote_it() -> None:
