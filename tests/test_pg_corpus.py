@@ -316,3 +316,19 @@ def test_the_deepest_json_the_server_accepts_is_answered(kind: str, mounts: list
     assert got["rows"] == b'[{"v":' + document + b"}]"
     assert got["array"] == b"[[" + document + b"]]"
     assert got["full"].count(b'"rows":[{"v":' + document + b"}]") == 1
+
+
+def test_an_array_of_a_type_made_later_is_an_array_from_the_next_answer(mounts: list[Client],
+                                                                       pg_database: Database) -> None:
+    for client in mounts:  # each has run statements on its connection: its catalog is read
+        assert client.query(pg_database, "SELECT 1 AS v").json() == [{"v": 1}]
+    with _connect(pg_database) as connection:
+        connection.execute("CREATE TYPE corpus_later AS ENUM ('x', 'y z')")
+    try:
+        sql = "SELECT ARRAY['x', 'y z']::corpus_later[] AS v"
+        for client in mounts:
+            first, *rest = [client.query(pg_database, sql).json() for _ in range(3)]
+            assert first in ([{"v": '{x,"y z"}'}], [{"v": ["x", "y z"]}])  # its text, until the catalog has it
+            assert rest == [[{"v": ["x", "y z"]}]] * 2
+    finally:
+        pg_database.run("DROP TYPE corpus_later")
