@@ -208,3 +208,20 @@ def test_a_zero_date_among_real_ones_fails_nothing(tables: dict[str, str], clien
     sql = f"select max(v) as hi, min(v) as lo, count(*) as n from {tables['datetime(6)']}"
     assert rows_of(clients, maria_database, sql) == [
         {"hi": "9999-12-31T23:59:59.999999", "lo": "0000-00-00 00:00:00.000000", "n": 5}]
+
+
+TYPE_NAMES = {
+    "varchar utf8mb4": "varchar", "varbinary": "varbinary", "varchar binary charset": "varbinary", "char": "char",
+    "binary(4)": "binary", "text": "text", "blob": "blob", "longblob": "blob", "json": "text", "enum": "enum",
+    "set": "set", "bit(7)": "bit", "point": "geometry", "decimal(5,2)": "decimal", "float": "float",
+    "double": "double", "bigint unsigned": "bigint", "time": "time", "datetime(6)": "datetime", "year": "year",
+}
+
+
+def test_the_full_shape_says_which_strings_are_bytes(tables: dict[str, str], clients: list[Client],
+                                                     maria_database: Database) -> None:
+    # A string column holds text or bytes (base64) by its character set: TEXT and BLOB are one wire type.
+    for kind, name in TYPE_NAMES.items():
+        replies = [client.query(maria_database, f"select v from {tables[kind]}", shape="full") for client in clients]
+        assert replies[0].body == replies[1].body
+        assert replies[0].json()["columns"] == [{"name": "v", "type": name}], kind

@@ -103,7 +103,12 @@ class MySQLSupport(NumberedErrors):
         return error_number(exc) == 1792
 
     def column_types(self, cursor: Any, rows: list[Any]) -> list[str | None]:
-        return [_MYSQL_TYPES.get(column[1], str(column[1])) for column in cursor.description]
+        # The wire type alone does not say whether a string column holds text or bytes (TEXT and BLOB are both
+        # type 252), which decides whether its values are strings or base64: the field's character set does.
+        fields = getattr(getattr(cursor, "_result", None), "fields", None)
+        if not fields or len(fields) != len(cursor.description):
+            return [_MYSQL_TYPES.get(column[1], str(column[1])) for column in cursor.description]
+        return [_field_type(field) for field in fields]
 
     def in_transaction(self, dbapi_connection: Any) -> bool:
         from pymysql.constants import SERVER_STATUS
@@ -137,6 +142,22 @@ class MySQLSupport(NumberedErrors):
         return super().error_message(exc)
 
 
+def _field_type(field: Any) -> str:
+    code = field.type_code
+    if code in _STRING_TYPES:
+        if field.flags & _ENUM_FLAG:
+            return "enum"
+        if field.flags & _SET_FLAG:
+            return "set"
+        return _STRING_TYPES[code][field.charsetnr == _BINARY_CHARSET]
+    return _MYSQL_TYPES.get(code, str(code))
+
+
+_BINARY_CHARSET, _ENUM_FLAG, _SET_FLAG = 63, 256, 2048
+_STRING_TYPES: dict[int, tuple[str, str]] = {  # (text, binary)
+    15: ("varchar", "varbinary"), 253: ("varchar", "varbinary"), 254: ("char", "binary"), 249: ("tinytext", "tinyblob"),
+    250: ("mediumtext", "mediumblob"), 251: ("longtext", "longblob"), 252: ("text", "blob"),
+}
 _MYSQL_TYPES: dict[int, str] = {
     0: "decimal", 1: "tinyint", 2: "smallint", 3: "int", 4: "float", 5: "double", 6: "null", 7: "timestamp",
     8: "bigint", 9: "mediumint", 10: "date", 11: "time", 12: "datetime", 13: "year", 15: "varchar", 16: "bit",
