@@ -15,8 +15,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
+import orjson
 import pytest
 from anyio.from_thread import BlockingPortal
+
+from sqlhttp_middleware.dialects.mysql import exact_json
+from sqlhttp_middleware.protocols.polyscale.encode import column_converters
 
 from .support import Client, Database, make_asgi_client, make_wsgi_client, targets_for
 
@@ -195,12 +199,11 @@ def test_the_server_holds_exactly_the_double_it_answers(kind: str, tables: dict[
 
 def test_a_mysql_json_document_is_embedded_as_the_server_wrote_it() -> None:
     # MySQL's JSON type (type 245 on the wire; MariaDB has none, and no MySQL server runs here).
-    import orjson
-
-    from sqlhttp_middleware.dialects.mysql import exact_json
-
     text = '{"big": 18446744073709551616, "d": 0.1000000000000000000001, "n": [1.5, null, true, "s"]}'
-    assert orjson.dumps({"v": exact_json(text)}) == b'{"v":' + text.encode() + b"}"
+    rows = [[exact_json(text)], [None], [exact_json(b"[]")]]
+    for index, encode in column_converters(rows, 1):  # what PolyScale's result builder does to a batch
+        rows = [[encode(row[index])] for row in rows]
+    assert orjson.dumps(rows) == b"[[" + text.encode() + b"],[null],[[]]]"
 
 
 def test_a_zero_date_among_real_ones_fails_nothing(tables: dict[str, str], clients: list[Client],
