@@ -74,6 +74,7 @@ EDGES: dict[str, list[str]] = {
              "null", '{"a": {"b": [1, 2.50, -0.0]}, "a": 2}'],
     "jsonb": ['{"big": 9007199254740993, "d": 1.000000000000000000001, "e": 1e400}', "[]", '"x"', "null",
               '{"a": {"b": [1, 2.50, -0.0]}}'],
+    "aclitem": ["=r/postgres", "postgres=arwdDxt/postgres"],
     "corpus_pair": ["(1,\"a b\",1.10)", "(,,)", "(-1,\"\",NaN)"],
     "corpus_mood": ["sad", "with space", "q\"uote", "{brace}", "NULL"],
     "corpus_posint": ["1", "2147483647"],
