@@ -333,3 +333,22 @@ def test_an_array_of_a_type_made_later_is_an_array_from_the_next_answer(mounts: 
             assert rest == [[{"v": ["x", "y z"]}]] * 2
     finally:
         pg_database.run("DROP TYPE corpus_later")
+
+
+@pytest.mark.parametrize("shape", ["rows", "full"])
+def test_offsets_keep_their_seconds_in_the_sessions_time_zone(mounts: list[Client], pg_database: Database,
+                                                              shape: str) -> None:
+    # New York's offset before 1883 was its local mean time, -04:56:02: no second of it is rounded away.
+    body = pg_database.body("", shape=shape)
+    del body["sql"]
+    body["batch"] = [{"sql": "SET LOCAL TimeZone = 'America/New_York'"},
+                     {"sql": "SELECT '1850-01-01 00:00:00+00'::timestamptz AS v,"
+                             " '2024-07-01 12:00:00+00'::timestamptz AS w,"
+                             " ARRAY['1850-01-01 00:00:00+00'::timestamptz] AS a"}]
+    replies = [client.post(body) for client in mounts]
+    assert replies[0].status == 200, replies[0].body
+    assert replies[1].body == replies[0].body
+    second = replies[0].json()["results"][1]
+    rows = second if shape == "rows" else second["rows"]
+    assert rows == [{"v": "1849-12-31T19:03:58-04:56:02", "w": "2024-07-01T08:00:00-04:00",
+                     "a": ["1849-12-31T19:03:58-04:56:02"]}]
