@@ -228,3 +228,13 @@ def test_the_full_shape_says_which_strings_are_bytes(tables: dict[str, str], cli
         replies = [client.query(maria_database, f"select v from {tables[kind]}", shape="full") for client in clients]
         assert replies[0].body == replies[1].body
         assert replies[0].json()["columns"] == [{"name": "v", "type": name}], kind
+
+
+def test_text_is_utf8mb4_whatever_the_target_url_asks(maria_database: Database, portal: BlockingPortal) -> None:
+    options = {"targets": {maria_database.key: "mariadb://127.0.0.1:3306?charset=latin1"}}
+    made = [make_wsgi_client(options), make_asgi_client(options, portal)]
+    try:
+        assert rows_of(made, maria_database, "select '😀 Ж ÿ' as v") == [{"v": "😀 Ж ÿ"}]
+    finally:
+        for client in made:
+            client.close()

@@ -23,8 +23,10 @@ class MySQLSupport(NumberedErrors):
         # read_timeout bounds the handshake too (PyMySQL's connect_timeout covers only the TCP connect): a frozen
         # server that accepted the connection cannot hold it for the system's TCP timeouts. It is lifted once
         # connected (on_connect): statements are bounded by the deadlines (engine/deadline.py).
+        # utf8mb4 whatever the target's URL says: in a narrower character set the server would answer '?' for
+        # what it cannot hold, silently.
         return {"connect_timeout": connect_timeout, "read_timeout": connect_timeout, "write_timeout": connect_timeout,
-                "conv": value_conversions(), "local_infile": False}
+                "conv": value_conversions(), "local_infile": False, "charset": "utf8mb4"}
 
     def on_connect(self, dbapi_connection: Any, read_only: bool, timeout: float) -> None:
         dbapi_connection._read_timeout = dbapi_connection._write_timeout = None
