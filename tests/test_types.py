@@ -131,3 +131,14 @@ def test_type_round_trip(client: Client, db: Database, shape: str) -> None:
 def test_large_integers_are_strings_in_every_position(client: Client, db: Database) -> None:
     reply = client.query(db, f"select {BIG} as big, {SAFE} as safe, {-BIG} as neg")
     assert reply.json() == [{"big": str(BIG), "safe": SAFE, "neg": str(-BIG)}]
+
+
+def test_decimals_are_never_in_scientific_notation() -> None:
+    # str(Decimal) writes 1E-7 and 1E+3; a client must get the digits (every database's decimals go through this).
+    from decimal import Decimal
+
+    from sqlhttp_middleware.encoding import encode_value
+
+    assert [encode_value(Decimal(text)) for text in ("1E-7", "1E+3", "-0.000000000000000000000001", "1.10", "NaN",
+                                                     "-Infinity")] == [
+        "0.0000001", "1000", "-0.000000000000000000000001", "1.10", "NaN", "-Infinity"]
