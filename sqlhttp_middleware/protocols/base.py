@@ -10,7 +10,6 @@ request (:meth:`Protocol.error_response`), in its own error shape and status rul
 from __future__ import annotations
 
 import json
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, TypeVar
@@ -77,10 +76,11 @@ class Protocol(ABC, Generic[P]):
 
 
 # orjson holds integers only in [-2**63, 2**64) and turns a longer one into a float. Every integer token outside that
-# range has at least 19 digits, so a body without a run of 19 digits cannot have lost one. Counting the digits
-# first (bytes.translate, in C) keeps the usual body, with fewer than 19 digits in all, off the regex.
-_LONG_DIGITS = re.compile(rb"[0-9][0-9]{18}")
-_NOT_DIGITS = bytes(range(0x30)) + bytes(range(0x3A, 0x100))
+# range has at least 19 digits, so a body without a run of 19 digits cannot have lost one. The run is found by
+# mapping every digit to "0" and searching for nineteen of them: two C loops over the body (about a third of
+# orjson's own time on a body of nothing but numbers, far less on the usual one).
+_DIGITS_AS_ZERO = bytes(range(0x30)) + b"0" * 10 + bytes(range(0x3A, 0x100))
+_NINETEEN_DIGITS = b"0" * 19
 
 
 def json_object(body: bytes, expected: str = "a JSON object") -> dict[str, Any]:
@@ -93,7 +93,7 @@ def json_object(body: bytes, expected: str = "a JSON object") -> dict[str, Any]:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise errors.InvalidJSON("the request body is not valid JSON") from None
-    if len(body.translate(None, _NOT_DIGITS)) >= 19 and _LONG_DIGITS.search(body) is not None:
+    if _NINETEEN_DIGITS in body.translate(_DIGITS_AS_ZERO):
         # orjson has validated the body, and refused any number beyond a double's range (so no integer reaches
         # Python's 4300-digit limit); the standard parser keeps every integer exact and agrees on the rest.
         document = json.loads(body)
