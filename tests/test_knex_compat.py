@@ -71,6 +71,8 @@ SAME = [
     Case("cast after a value", {"postgresql": "select :x::int + 1 as x"}, {"x": "41"}),
     Case(":name:::type", {"postgresql": "select :c:::text as x from {t} order by a"}, {"c": "a"}),
     Case("\\? outside literals", {"postgresql": "select '{\"a\": 1}'::jsonb \\? ? as x"}, ["a"]),
+    Case("\\? outside literals, no such operator", {"mysql": "select 1 \\? 2 as x, ? as y",
+                                                  "sqlite": "select 1 \\? 2 as x, ? as y"}, [1], ("mysql", "sqlite")),
     Case("\\:name outside literals", {"postgresql": "select (array[10, 20, 30])[1\\:a] as x, :b as y "
                                                     "from (select 2 as a) s"}, {"b": 5}),
     Case("\\? in a literal (not PostgreSQL)", {"mysql": "select 'a\\?' as x, ? as y",
