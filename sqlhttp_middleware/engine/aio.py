@@ -27,11 +27,11 @@ from psycopg.pq import TransactionStatus
 from .. import errors, metrics
 from .._process import current_pid
 from ..dialects.base import CursorInfo, Session, first_keyword
+from ..dialects.pg_values import array_catalog
 from ..dialects.postgresql import (
     _ROW_KEYWORDS,
     _SESSION_SQL,
     PostgreSQLSupport,
-    array_catalog,
     async_single_statement_cursor,
     begin_statements,
     cursor_class,
