@@ -24,7 +24,7 @@ PLUS_TWO = dt.timezone(dt.timedelta(hours=2))
 def answered(values: list[Any]) -> Any:
     """One row of ``values`` the way PolyScale's result builder encodes it (rows shape, arrays)."""
     row = list(values)
-    for index, encode in column_converters([tuple(values)], len(values)):
+    for index, encode in column_converters([tuple(values)]):
         row[index] = encode(row[index])
     return orjson.loads(orjson.dumps([row]))[0]
 

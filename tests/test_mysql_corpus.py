@@ -201,7 +201,7 @@ def test_a_mysql_json_document_is_embedded_as_the_server_wrote_it() -> None:
     # MySQL's JSON type (type 245 on the wire; MariaDB has none, and no MySQL server runs here).
     text = '{"big": 18446744073709551616, "d": 0.1000000000000000000001, "n": [1.5, null, true, "s"]}'
     rows = [[exact_json(text)], [None], [exact_json(b"[]")]]
-    for index, encode in column_converters(rows, 1):  # what PolyScale's result builder does to a batch
+    for index, encode in column_converters(rows):  # what PolyScale's result builder does to a batch
         rows = [[encode(row[index])] for row in rows]
     assert orjson.dumps(rows) == b"[[" + text.encode() + b"],[null],[[]]]"
 

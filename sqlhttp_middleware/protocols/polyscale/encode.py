@@ -38,7 +38,7 @@ class PolyScaleQuery:
     batch: bool = False  # the body had "batch": answer {"results": [...]}
 
 
-def column_converters(batch: list[Any], width: int) -> list[tuple[int, Callable[[Any], Any]]]:
+def column_converters(batch: list[Any]) -> list[tuple[int, Callable[[Any], Any]]]:
     """(column index, encoder) for the columns of this batch whose values need Python's help to become lossless
     JSON. A column is looked at whole (SQLite's columns may mix types from row to row): strings, booleans, dates,
     timestamps and UUIDs go to orjson as they are, and so do integers within 2^53 and finite floats; anything
@@ -90,7 +90,7 @@ class PolyScaleResult:
         columns = self._columns
         if self._full and self._types is None and self._info is not None:
             self._types = self._info.type_names(rows)  # only the full shape names the types (SQLite's from rows)
-        converters = column_converters(rows, len(columns))
+        converters = column_converters(rows)
         if converters:
             shaped = [_shape(row, converters, columns, self._as_objects) for row in rows]
         elif self._as_objects:
