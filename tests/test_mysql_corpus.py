@@ -22,7 +22,8 @@ from anyio.from_thread import BlockingPortal
 from sqlhttp_middleware.dialects.mysql import exact_json
 from sqlhttp_middleware.protocols.polyscale.encode import column_converters
 
-from .support import Client, Database, make_asgi_client, make_wsgi_client, targets_for
+from .support import Client, Database, make_engine_clients, targets_for
+from .support import rows_on_every_path as rows_of
 
 SAFE = 2**53 - 1
 
@@ -152,21 +153,10 @@ def tables(maria_database: Database) -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="module")
 def clients(maria_database: Database, portal: BlockingPortal) -> Iterator[list[Client]]:
     options = {"targets": targets_for(maria_database)}
-    made = [make_wsgi_client(options), make_asgi_client(options, portal)]
+    made = make_engine_clients(options, portal)
     yield made
     for client in made:
         client.close()
-
-
-def rows_of(clients: list[Client], database: Database, sql: str, **extra: Any) -> list[Any]:
-    """The rows the endpoint answers, the same bytes on every mount."""
-    replies = [client.query(database, sql, **extra) for client in clients]
-    for reply in replies:
-        assert reply.status == 200, reply.body
-    assert replies[0].body == replies[1].body, "WSGI and ASGI differ"
-    body = replies[0].json()
-    rows: list[Any] = body["rows"] if extra.get("shape") == "full" else body
-    return rows
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -232,7 +222,7 @@ def test_the_full_shape_says_which_strings_are_bytes(tables: dict[str, str], cli
 
 def test_text_is_utf8mb4_whatever_the_target_url_asks(maria_database: Database, portal: BlockingPortal) -> None:
     options = {"targets": {maria_database.key: "mariadb://127.0.0.1:3306?charset=latin1"}}
-    made = [make_wsgi_client(options), make_asgi_client(options, portal)]
+    made = make_engine_clients(options, portal)
     try:
         assert rows_of(made, maria_database, "select '😀 Ж ÿ' as v") == [{"v": "😀 Ж ÿ"}]
     finally:

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from anyio.from_thread import BlockingPortal
 
-from .support import Client, Database, make_asgi_client, make_wsgi_client, targets_for
+from .support import Client, Database, make_engine_clients, targets_for
+from .support import rows_on_every_path as rows_of
 
 SAFE = 2**53 - 1
 
@@ -82,21 +83,10 @@ def tables(sqlite_database: Database) -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="module")
 def clients(sqlite_database: Database, portal: BlockingPortal) -> Iterator[list[Client]]:
     options = {"targets": targets_for(sqlite_database)}
-    made = [make_wsgi_client(options), make_asgi_client(options, portal)]
+    made = make_engine_clients(options, portal)
     yield made
     for client in made:
         client.close()
-
-
-def rows_of(clients: list[Client], database: Database, sql: str, **extra: Any) -> list[Any]:
-    """The rows the endpoint answers, the same bytes on every mount."""
-    replies = [client.query(database, sql, **extra) for client in clients]
-    for reply in replies:
-        assert reply.status == 200, reply.body
-    assert replies[0].body == replies[1].body, "WSGI and ASGI differ"
-    body = replies[0].json()
-    rows: list[Any] = body["rows"] if extra.get("shape") == "full" else body
-    return rows
 
 
 def sqlite_values(database: Database, sql: str) -> list[tuple[Any, ...]]:

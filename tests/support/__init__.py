@@ -15,7 +15,9 @@ from .clients import (
     host_app_wsgi,
     make_asgi_client,
     make_core_client,
+    make_engine_clients,
     make_wsgi_client,
+    rows_on_every_path,
 )
 from .connections import kill_our_connections, server_connections
 from .databases import (
@@ -64,9 +66,11 @@ __all__ = [
     "kill_our_connections",
     "make_asgi_client",
     "make_core_client",
+    "make_engine_clients",
     "make_wsgi_client",
     "node_with",
     "redis_url",
+    "rows_on_every_path",
     "server_command",
     "server_connections",
     "serving",

@@ -115,3 +115,19 @@ def make_asgi_client(options: dict[str, Any], portal: BlockingPortal, app: Any =
         return portal.call(_send, method, path, body, headers)
 
     return Client("asgi", send, middleware, [middleware.close])
+
+
+def make_engine_clients(options: dict[str, Any], portal: BlockingPortal) -> list[Client]:
+    """One client on each engine path (WSGI: the sync path; ASGI: the event loop), over the same options."""
+    return [make_wsgi_client(options), make_asgi_client(options, portal)]
+
+
+def rows_on_every_path(clients: list[Client], database: Database, sql: str, **extra: Any) -> list[Any]:
+    """The rows the endpoint answers ``sql`` with, asserting every client got a 200 and the same bytes."""
+    replies = [client.query(database, sql, **extra) for client in clients]
+    for reply in replies:
+        assert reply.status == 200, reply.body
+    assert all(reply.body == replies[0].body for reply in replies), "the engine paths differ"
+    body = replies[0].json()
+    rows: list[Any] = body["rows"] if extra.get("shape") == "full" else body
+    return rows
