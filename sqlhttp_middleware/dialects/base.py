@@ -53,7 +53,6 @@ class Session:
 class DialectSupport:
     family: ClassVar[str]
     paramstyle: ClassVar[str] = "format"
-    watchdog_grace: ClassVar[float] = 0.0  # seconds the database's own timeout gets before the watchdog steps in
 
     def connect_args(self, connect_timeout: float) -> dict[str, Any]:
         return {}

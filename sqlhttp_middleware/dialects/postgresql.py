@@ -137,14 +137,13 @@ def needs_arming(dbapi_connection: Any, session: Session) -> bool:
 
 
 class PostgreSQLSupport(DialectSupport):
-    """The statement timeout is held by a cancel request sent at the deadline (the watchdog's, or the event loop's
-    timer on the async path), which no ``SET statement_timeout`` can switch off; the session's own
+    """The statement timeout is held by a cancel request sent at the deadline (on a thread of its own, or a task on
+    the event loop), which no ``SET statement_timeout`` can switch off; the session's own
     ``statement_timeout``, set to the target's when the connection opens, is a second line. The read-only mode is
     the session's ``default_transaction_read_only``, re-applied whenever PostgreSQL reports that a request changed it.
     """
 
     family = "postgresql"
-    watchdog_grace = 0.0
 
     def connect_args(self, connect_timeout: float) -> dict[str, Any]:
         return {

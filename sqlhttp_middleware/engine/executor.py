@@ -126,7 +126,7 @@ class Executor:
                 # MySQL's and MariaDB's per-statement timeouts cannot hold a batch's one deadline, and MySQL's
                 # covers only SELECT: there the watchdog stops whichever statement runs when it passes.
                 kills = (in_batch and support.family == "mysql") or support.needs_watchdog(engine.dialect)
-                guard = Guard(self.watchdog, soft_at=session.deadline + support.watchdog_grace,
+                guard = Guard(self.watchdog, soft_at=session.deadline,
                               hard_at=session.deadline + self._grace, grace=self._grace, fd=fd,
                               cancel=partial(support.kill_query, connection, engine) if kills else None)
             support.prepare_session(connection, session, engine.dialect)
