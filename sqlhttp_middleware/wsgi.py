@@ -48,7 +48,8 @@ class SQLHTTPMiddleware:
         refused = self.core.check_head(method, headers, environ.get("PATH_INFO", ""))
         if refused is not None:
             return _send(refused, start_response)
-        body = self._read_body(environ, headers)
+        fd = _client_fd(environ)
+        body = self._read_body(environ, headers, fd)
         if body is None:
             return _send(self.core.error_response(self.core.too_large(), headers), start_response)
         if body is _LATE:
@@ -56,7 +57,6 @@ class SQLHTTPMiddleware:
             late = errors.RequestTimeout(f"the request body did not arrive within {timeout:g} s")
             return _send(self.core.error_response(late, headers), start_response)
         request = Request(method, environ.get("PATH_INFO", ""), headers, body, environ.get("REMOTE_ADDR"))
-        fd = _client_fd(environ)
         if fd < 0:
             return _send(self.core.handle(request, head_checked=True), start_response)
         # The server hands us the client's socket: if the client goes away, its statement is stopped.
@@ -69,12 +69,11 @@ class SQLHTTPMiddleware:
             watch.close()
             current_abort.reset(token)
 
-    def _read_body(self, environ: WSGIEnvironment, headers: dict[str, str]) -> bytes | None:
+    def _read_body(self, environ: WSGIEnvironment, headers: dict[str, str], fd: int) -> bytes | None:
         """The body; ``_LATE`` if it did not arrive within ``body_timeout``, which is enforced where the server
-        hands us its socket (gunicorn, werkzeug): at the deadline the socket is shut down for reading, so the
-        blocked read returns."""
+        hands us its socket ``fd`` (gunicorn, werkzeug; -1 elsewhere): at the deadline the socket is shut down for
+        reading, so the blocked read returns."""
         limit = self.core.options.max_body_bytes
-        fd = _client_fd(environ)
         if fd < 0 or headers.get("content-length") == "0":
             return _read_body(environ, headers, limit)
         watchdog = self.core.executor.watchdog
