@@ -49,7 +49,7 @@ class SQLHTTPMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = _route_path(scope) if scope["type"] == "http" else ""
-        if path not in self.core.paths:
+        if not self.core.matches(path):
             if self.app is not None:
                 await self.app(scope, receive, send)
             else:

@@ -20,25 +20,27 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from typing_extensions import Unpack
 
 from . import errors
 from .auth import Authenticator, run_steps, run_steps_async
 from .engine.executor import Executor
+from .engine.sessions import Sessions
 from .engine.work import Work
 from .engines import EngineCache
 from .health import Readiness, alive
 from .http import Cors, Request, Response
 from .metrics import Observer
 from .options import OptionKeywords, Options
-from .protocols import Neon, PolyScale, Protocol
+from .protocols import Hrana, Neon, PolyScale, Protocol
 from .protocols.polyscale import openapi_document
 from .ratelimit import Admission, RateLimiter, client_address, namespace_for
 
 if TYPE_CHECKING:
     from .engine.aio import AsyncPostgres
+    from .engine.work import ResultBuilder
     from .protocols.base import Parsed
 
 __all__ = ["Offload", "Request", "Response", "SQLHTTPCore"]
@@ -67,10 +69,12 @@ class SQLHTTPCore:
         )
         self._target_policies = {name: self.limiter.target_policy(t.rate_limit) for name, t in opts.targets.items()}
         self.polyscale = PolyScale(opts)
+        self.hrana = Hrana(opts)  # at its own paths under the mount: {mount}/TARGET/v2/pipeline, ...
+        self._hrana_prefix = opts.path.rstrip("/") + "/"
         # Protocols that claim a request at the shared path by a header of their own, tried in order; PolyScale's
         # answers the rest.
         self.claimed: tuple[Protocol[Any], ...] = (Neon(opts),)
-        every = (self.polyscale, *self.claimed)
+        every = (self.polyscale, self.hrana, *self.claimed)
         self.cors = Cors(opts.cors_origins, [h for p in every for h in p.request_headers],
                          ["x-request-id", *(h for p in every for h in p.exposed_headers)])
         self.observer = Observer(opts)
@@ -84,6 +88,10 @@ class SQLHTTPCore:
         self.auth = Authenticator(hook=opts.authorize, attempts=opts.login_attempts, window=opts.login_window,
                                   storage=self.limiter.shared_storage, storage_blocks=self._storage_blocks,
                                   targets=list(opts.targets), share=self.limiter.share)
+        namespace = opts.rate_limit_namespace or namespace_for(opts.path, list(opts.targets))
+        self.sessions = Sessions(self.engines, self.executor, opts, namespace)
+        self.executor.sessions = self.sessions
+        self.sessions.reads(self.hrana.name, self._read_hrana)
         self.aio: AsyncPostgres | None = None
         if opts.async_postgres and any(t.family == "postgresql" for t in opts.targets.values()):
             from .engine.aio import AsyncPostgres
@@ -98,10 +106,15 @@ class SQLHTTPCore:
     # -- routing and the request head -----------------------------------------------------------------------------
 
     def matches(self, path: str) -> bool:
-        return path in self.paths
+        """True for the paths this mount answers: the endpoint, its pages, and the Hrana paths under it."""
+        return path in self.paths or (path.startswith(self._hrana_prefix)
+                                      and self.hrana.paths.fullmatch(path) is not None)
 
-    def route(self, headers: Mapping[str, str]) -> Protocol[Any]:
-        """The protocol that answers a request at the endpoint's path."""
+    def route(self, headers: Mapping[str, str], path: str | None = None) -> Protocol[Any]:
+        """The protocol that answers a request: libSQL's at its own paths, and at the endpoint's, the one whose
+        header the request carries (PolyScale's without)."""
+        if path is not None and path != self.options.path and path.startswith(self._hrana_prefix):
+            return self.hrana
         for protocol in self.claimed:
             if protocol.claims(headers):
                 return protocol
@@ -120,12 +133,16 @@ class SQLHTTPCore:
         if path is not None and path in self._pages:
             return self._page(method, headers, path)
         started = perf_counter()
-        protocol = self.route(headers)
+        protocol = self.route(headers, path)
         try:
             if self.cors.is_preflight(method, headers):
                 response = self.cors.preflight(headers)
                 self.observer.answered(headers, response, protocol.name, None, started)
                 return response
+            if protocol is self.hrana and path is not None:
+                probed = self.hrana.probe(method, path)
+                if probed is not None:
+                    return probed
             if method != "POST":
                 raise errors.MethodNotAllowed(
                     f"{method} is not allowed on {self.options.path}; send a POST with a JSON body",
@@ -227,6 +244,11 @@ class SQLHTTPCore:
         """Work for the sync engines, once its pool has a connection free: SQLite on the loop within
         ``inline_budget`` (or on a thread past it), everything else on a thread."""
         work = parsed.work
+        stream = work.stream
+        if stream is not None and stream.baton is not None:
+            # A session holds its connection already: waiting behind requests that want one could hold up the
+            # commit that frees it.
+            return await offload(partial(self._attempt, request, protocol, parsed, client))
         gate = self._gate(work)
         if gate.locked():  # every connection of the pool is in use: wait as long as the pool would
             name = work.target.name
@@ -240,7 +262,8 @@ class SQLHTTPCore:
         else:
             await gate.acquire()
         try:
-            if work.target.family == "sqlite" and self._inline_budget and self.auth.is_quick(request, work):
+            if (work.target.family == "sqlite" and self._inline_budget and (stream is None or stream.inline)
+                    and self.auth.is_quick(request, work)):
                 result = self._attempt(request, protocol, parsed, client, budget=self._inline_budget)
                 if not isinstance(result, errors.RunElsewhere):
                     return result
@@ -264,7 +287,7 @@ class SQLHTTPCore:
         """Everything before the database: the head, the size, the rate limit, the body. A Response refuses."""
         admission: Admission | None = None
         parsed: Parsed | None = None
-        protocol = self.route(request.headers)
+        protocol = self.route(request.headers, request.path)
         try:
             if not head_checked:
                 refused = self._check_head(request.method, request.headers, request.path)
@@ -298,7 +321,7 @@ class SQLHTTPCore:
         """:meth:`_attempt` on the event loop, PostgreSQL's work included (``async_postgres``)."""
         assert self.aio is not None
         work = parsed.work
-        builder = protocol.builder(parsed, self.executor.limits[work.target.name])
+        builder = cast("ResultBuilder", protocol.builder(parsed, self.executor.limits[work.target.name]))
         try:
             return await run_steps_async(self.auth.attempt(request, work, client,
                                                            partial(self.aio.run, work, builder=builder)), offload)
@@ -363,7 +386,13 @@ class SQLHTTPCore:
                 totals[target] = (was[0] + opened, was[1] + checked_out, was[2] + waiting)
         return totals
 
+    def _read_hrana(self, target: Any, body: bytes, credential: str) -> tuple[Work, Any]:
+        """A Hrana request another worker handed over, read again here, where its session lives."""
+        parsed = self.hrana.read(target, body, credential)
+        return parsed.work, self.hrana.builder(parsed, self.executor.limits[target.name])
+
     def close(self) -> None:
+        self.sessions.close()
         if self.aio is not None:
             self.aio.close()
         self.engines.close()

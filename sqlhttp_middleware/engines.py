@@ -112,6 +112,7 @@ class Lease:
     dbapi_connection: Any
     entry: EngineEntry
     broken: bool = False
+    proxied: Any = field(default=None, repr=False)  # SQLAlchemy's pool proxy, through which it goes back
 
 
 class EngineCache:
@@ -136,6 +137,22 @@ class EngineCache:
         Errors the database refused (an ``SQLHTTPError``) leave the connection healthy; anything else, or a lease
         marked ``broken``, closes it instead of returning it to the pool.
         """
+        lease = self.lease(target, username, password, database)
+        try:
+            yield lease
+        except (errors.SQLHTTPError, errors.RunElsewhere):
+            self.give_back(lease)
+            raise
+        except BaseException:
+            lease.broken = True
+            self.give_back(lease)
+            raise
+        else:
+            self.give_back(lease)
+
+    def lease(self, target: ResolvedTarget, username: str, password: str, database: str) -> Lease:
+        """A pooled connection held until :meth:`give_back`, however many requests that spans (a session's).
+        It counts in its pool's size all along."""
         if current_pid() != self._pid:
             self._after_fork()
         self._ensure_reaper()
@@ -149,17 +166,11 @@ class EngineCache:
         except BaseException as exc:
             self.registry.checkin(entry)
             raise self._connect_failed(exc, entry, target, username) from None
-        lease = Lease(proxied.dbapi_connection, entry)
-        try:
-            yield lease
-        except (errors.SQLHTTPError, errors.RunElsewhere):
-            self._finish(proxied, entry, healthy=not lease.broken)
-            raise
-        except BaseException:
-            self._finish(proxied, entry, healthy=False)
-            raise
-        else:
-            self._finish(proxied, entry, healthy=not lease.broken)
+        return Lease(proxied.dbapi_connection, entry, proxied=proxied)
+
+    def give_back(self, lease: Lease) -> None:
+        """Return a leased connection to its pool, or close it if it is ``broken``."""
+        self._finish(lease.proxied, lease.entry, healthy=not lease.broken)
 
     def _connect_failed(
         self, exc: BaseException, entry: EngineEntry, target: ResolvedTarget, username: str

@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 __all__ = [
     "AuthenticationFailed",
     "BadRequest",
+    "BatonInvalid",
+    "BatonReused",
     "BindingError",
     "ConstraintViolation",
     "DatabaseError",
@@ -35,6 +37,10 @@ __all__ = [
     "ResultTooLarge",
     "SQLHTTPError",
     "StatementTimeout",
+    "StreamBusy",
+    "StreamElsewhere",
+    "StreamError",
+    "StreamExpired",
     "TargetNotFound",
     "UnknownDatabase",
     "UnsupportedMediaType",
@@ -199,6 +205,48 @@ class PoolTimeout(SQLHTTPError):
     def busy(cls, pool_size: int, waited: float, target: str) -> PoolTimeout:
         return cls(f"all {pool_size} connections to target {target!r} stayed busy for {waited:g} s; try again "
                    "shortly", headers={"Retry-After": "1"})
+
+
+class StreamError(BadRequest):
+    """A request named a stream (an interactive session) it cannot continue. The session, if any, is untouched."""
+
+    code = "STREAM_ERROR"
+
+
+class StreamExpired(StreamError):
+    """The session expired (idle, or too old), was closed, or its worker is gone; its transaction rolled back."""
+
+    code = "STREAM_EXPIRED"
+
+    @classmethod
+    def gone(cls) -> StreamExpired:
+        return cls("the stream has expired due to inactivity, or was closed; its transaction was rolled back: "
+                   "open a new stream")
+
+
+class BatonInvalid(StreamError):
+    """The baton was not issued by this server, or belongs to another login."""
+
+    code = "BATON_INVALID"
+
+
+class BatonReused(StreamError):
+    """The baton was already used: each answer's baton is good for one request."""
+
+    code = "BATON_REUSED"
+
+
+class StreamElsewhere(StreamError):
+    """The baton's session is held by another host."""
+
+    code = "STREAM_ELSEWHERE"
+
+
+class StreamBusy(StreamError):
+    """Another request is running on the same session."""
+
+    status = 409
+    code = "STREAM_BUSY"
 
 
 class RunElsewhere(Exception):

@@ -88,6 +88,15 @@ OPTIONS: tuple[Option, ...] = (
            "empty: not served.", str),
     Option("request_id_header", "", "A header, set by a trusted proxy, whose value is the request id in logs and "
            "answers; empty: ids are made up.", str),
+    Option("session_idle_timeout", 10.0, "Seconds an interactive session (a libSQL stream, a PlanetScale "
+           "transaction) may sit idle before it expires: rolled back, its connection given back.", float),
+    Option("session_max_lifetime", 300.0, "Seconds after which a session expires however busy it is.", float),
+    Option("session_secret", "", "Key batons are signed with; empty: a random key in session_dir, shared by the "
+           "workers of the host.", str),
+    Option("session_dir", "", "Private directory (mode 0700) where the workers of a host keep the session key and "
+           "their sockets; empty: one under the temporary directory, derived from the mount.", str),
+    Option("session_host", "", "This host's name in batons, so another host can say whose session it is; empty: "
+           "the machine's host name.", str),
     Option("slow_statement_log", 1.0, "Seconds over which a request's log line carries its statement's shape "
            "(without values); 0: never.", float),
 )
@@ -188,6 +197,11 @@ class OptionKeywords(TypedDict, total=False):
     metrics_path: str
     health_path: str
     request_id_header: str
+    session_idle_timeout: float
+    session_max_lifetime: float
+    session_secret: str
+    session_dir: str
+    session_host: str
     slow_statement_log: float
 
 
@@ -371,6 +385,11 @@ class Options:
     metrics_path: str
     health_path: str
     request_id_header: str
+    session_idle_timeout: float
+    session_max_lifetime: float
+    session_secret: str
+    session_dir: str
+    session_host: str
     slow_statement_log: float
 
     @classmethod
@@ -422,11 +441,12 @@ class Options:
             if not isinstance(values[name], bool):
                 raise ConfigurationError(f"{name}: must be True or False, got {values[name]!r}")
         _check_storage(values["rate_limit_storage"])
-        if not isinstance(values["rate_limit_namespace"], str):
-            raise ConfigurationError("rate_limit_namespace: must be a string")
+        for name in ("rate_limit_namespace", "session_secret", "session_dir", "session_host"):
+            if not isinstance(values[name], str):
+                raise ConfigurationError(f"{name}: must be a string")
         for name in ("pool_timeout", "idle_timeout", "engine_idle_timeout", "connect_timeout", "rate_limit_window",
                      "statement_timeout", "login_window", "deadline_grace", "body_timeout", "send_timeout",
-                     "drain_timeout", "reconnect_backoff"):
+                     "drain_timeout", "reconnect_backoff", "session_idle_timeout", "session_max_lifetime"):
             value = values[name]
             if not _positive_number(value):
                 raise ConfigurationError(f"{name}: must be a positive number of seconds, got {value!r}")

@@ -39,7 +39,7 @@ class SQLHTTPMiddleware:
         self.core = SQLHTTPCore(**options)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO", "") not in self.core.paths:  # every other request: one set lookup
+        if not self.core.matches(environ.get("PATH_INFO", "")):  # every other request: a set lookup or two
             if self.app is None:
                 return _send(self.core.not_found(), start_response)
             return self.app(environ, start_response)

@@ -73,7 +73,8 @@ class DialectSupport:
                 text_values: bool = False) -> tuple[Any, Iterator[Any]]:
         """Run the statement; return its cursor and an iterator over batches of rows (empty without a result)."""
         cursor = dbapi_connection.cursor()
-        cursor.execute(statement.sql, list(statement.params))
+        params = statement.params
+        cursor.execute(statement.sql, params if isinstance(params, dict) else list(params))
         return cursor, fetch_batches(cursor, batch)
 
     def begin(self, transaction: Transaction, read_only: bool) -> list[str]:

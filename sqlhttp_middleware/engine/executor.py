@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from .. import errors, metrics
 from ..dialects import DialectSupport, dialect_support
@@ -31,7 +31,7 @@ from ..options import Options
 from ..sqltext import problem
 from ..watchdog import Watchdog
 from .deadline import Guard, deadline_passed
-from .work import Limits, Login, ResultBuilder, Statement, Work
+from .work import Limits, Login, ResultBuilder, Statement, StreamProgram, Work
 
 __all__ = ["BATCH", "Executor", "check_work", "connection_lost", "ended_transaction", "in_statement", "limits_for"]
 
@@ -84,24 +84,29 @@ class Executor:
         self.backoff = engines.backoff
         self.limits = limits_for(options)
         self.watchdog = Watchdog()
-        self._busy_timeout = options.connect_timeout  # sqlite3's timeout, as the engines connect with it
+        self.busy_timeout = options.connect_timeout  # sqlite3's timeout, as the engines connect with it
         self.max_sql_bytes = options.max_sql_bytes
-        self._grace = options.deadline_grace
+        self.grace = options.deadline_grace
+        self.sessions: Any = None  # the core's .sessions.Sessions, which runs work on streams
 
     def session(self, work: Work) -> Session:
         """The timeout and read-only mode this work runs under; its deadline starts now."""
         limits = self.limits[work.target.name]
         timeout = min(limits.timeout, work.timeout) if work.timeout else limits.timeout
         return Session(timeout=timeout, read_only=limits.read_only, deadline=time.monotonic() + timeout,
-                       target_timeout=limits.timeout, busy_timeout=self._busy_timeout)
+                       target_timeout=limits.timeout, busy_timeout=self.busy_timeout)
 
-    def run(self, work: Work, login: Login, builder: ResultBuilder, *, budget: float | None = None) -> Any:
+    def run(self, work: Work, login: Login, builder: ResultBuilder | StreamProgram, *,
+            budget: float | None = None) -> Any:
         """Run ``work`` with the database ``login``, into ``builder``; returns what ``builder.finish()`` returns, or
         raises an :class:`errors.SQLHTTPError`.
 
         With a ``budget`` (SQLite on the event loop), a statement that runs longer, or finds the database locked,
         is interrupted, undone by SQLite, and :class:`errors.RunElsewhere` raised: run it again on a thread.
         """
+        if work.stream is not None:
+            return self.sessions.run(work, login, builder, budget)
+        builder = cast(ResultBuilder, builder)
         check_work(work, self.max_sql_bytes)
         target = work.target
         with self._engines.connection(target, login.username, login.password, login.database) as lease:
@@ -127,14 +132,14 @@ class Executor:
                 # covers only SELECT: there the watchdog stops whichever statement runs when it passes.
                 kills = (in_batch and support.family == "mysql") or support.needs_watchdog(engine.dialect)
                 guard = Guard(self.watchdog, soft_at=session.deadline,
-                              hard_at=session.deadline + self._grace, grace=self._grace, fd=fd,
+                              hard_at=session.deadline + self.grace, grace=self.grace, fd=fd,
                               cancel=partial(support.kill_query, connection, engine) if kills else None)
             support.prepare_session(connection, session, engine.dialect)
             if work.transaction is not None:
                 for sql in support.begin(work.transaction, session.read_only):
                     self._plain(connection, sql)
             for index, statement in enumerate(work.statements):
-                cursor = self._statement(lease, support, index, statement, work, builder)
+                cursor = self._statement(lease, support, index, statement, work.text_values, builder)
                 if in_batch and support.tracks_transactions and not support.in_transaction(connection):
                     raise ended_transaction(index)
                 if index < len(work.statements) - 1:
@@ -147,7 +152,7 @@ class Executor:
             if guard is not None and guard.abandoned:
                 lease.broken = True
                 metrics.connection_abandoned(work.target.name, "disconnect" if guard.aborted else "deadline")
-                raise deadline_passed(session.timeout, self._grace) from None
+                raise deadline_passed(session.timeout, self.grace) from None
             if session.inline and (support.is_busy(exc) or (
                     support.is_timeout(exc) and time.monotonic() < work_deadline)):
                 self._leave_no_transaction(lease, support)
@@ -171,9 +176,10 @@ class Executor:
         self._leave_no_transaction(lease, support)
         return body
 
-    def _statement(self, lease: Lease, support: DialectSupport, index: int, statement: Statement, work: Work,
+    @staticmethod
+    def _statement(lease: Lease, support: DialectSupport, index: int, statement: Statement, text_values: bool,
                    builder: ResultBuilder) -> Any:
-        cursor, batches = support.execute(lease.dbapi_connection, statement, BATCH, work.text_values)
+        cursor, batches = support.execute(lease.dbapi_connection, statement, BATCH, text_values)
         info = CursorInfo(support, cursor)
         begun = False
         for rows in batches:

@@ -8,7 +8,7 @@ it runs the work within its target's :class:`Limits` and streams each statement'
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -16,7 +16,7 @@ from ..options import ResolvedTarget
 
 __all__ = [
     "Body", "Claim", "Column", "Isolation", "Limits", "Login", "ResultBuilder", "ResultInfo", "Statement",
-    "Transaction", "Work",
+    "Stream", "StreamProgram", "Transaction", "Work",
 ]
 
 Body = bytes | list[bytes]  # an answer: one byte string, or pieces to send one after the other
@@ -34,7 +34,7 @@ class Statement:
     """
 
     sql: str
-    params: Sequence[Any] = ()
+    params: Sequence[Any] | Mapping[str, Any] = ()  # a mapping: by name (SQLite's :name, @name, $name)
     paramstyle: Literal["format", "qmark", "numeric"] = "format"
 
 
@@ -66,6 +66,24 @@ class Login:
 
 
 @dataclass(frozen=True)
+class Stream:
+    """Work on a stream: one connection held across requests (an interactive session), see :mod:`.sessions`.
+
+    ``baton`` names the session the client continues; None opens one. ``closes``: nothing is held after this
+    request (the work ends with closing the stream), so a request that opens and closes needs no session at all.
+    ``credential`` is what the client authenticated with (its Authorization header): a session continues only for
+    the login that opened it.
+    """
+
+    baton: str | None
+    closes: bool
+    credential: str = field(default="", repr=False)
+    protocol: str = ""  # the protocol that reads the request again where its session lives (another worker)
+    payload: bytes = field(default=b"", repr=False)  # the request's body, handed over as it came
+    inline: bool = False  # one statement on a fresh stream: it may run on the event loop, and again on a thread
+
+
+@dataclass(frozen=True)
 class Work:
     """Everything the engine needs to run a request: statements, their transaction, and how to give values.
 
@@ -80,6 +98,7 @@ class Work:
     transaction: Transaction | None = None
     text_values: bool = False
     timeout: float | None = None  # the client's own, when lower than the target's
+    stream: Stream | None = None  # the statements are the program's, run on a held connection
 
     @property
     def sql(self) -> str:
@@ -138,3 +157,18 @@ class ResultBuilder(Protocol):
 
     def finish(self) -> Body:
         """The answer's bytes, once every statement ended (or raise the protocol's refusal)."""
+
+
+class StreamProgram(Protocol):
+    """The protocol's side of stream work (in place of a :class:`ResultBuilder`): it runs its requests on the
+    stream's connection, then encodes the answer with the baton that continues the stream (None once closed)."""
+
+    def run(self, stream: Any) -> None:
+        """Run every request on ``stream`` (an :class:`~.streams.StreamConnection`), recording the results."""
+
+    def finish(self, baton: str | None) -> Body:
+        """The answer's bytes."""
+
+    @property
+    def closed(self) -> bool:
+        """The program closed the stream."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .base import Parsed, Protocol
+from .hrana import Hrana
 from .neon import Neon
 from .polyscale import PolyScale
 
-__all__ = ["Neon", "Parsed", "PolyScale", "Protocol"]
+__all__ = ["Hrana", "Neon", "Parsed", "PolyScale", "Protocol"]

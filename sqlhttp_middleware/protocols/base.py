@@ -18,7 +18,7 @@ from typing import Protocol as TypingProtocol
 import orjson
 
 from .. import errors
-from ..engine.work import Body, Limits, ResultBuilder, Work
+from ..engine.work import Body, Limits, ResultBuilder, StreamProgram, Work
 from ..http import JSON_HEADERS, Request, Response
 from ..options import Options
 
@@ -57,8 +57,8 @@ class Protocol(ABC, Generic[P]):
         """The request's work, or an :class:`errors.SQLHTTPError` naming what is wrong with it."""
 
     @abstractmethod
-    def builder(self, parsed: P, limits: Limits) -> ResultBuilder:
-        """A fresh result builder for this request's answer."""
+    def builder(self, parsed: P, limits: Limits) -> ResultBuilder | StreamProgram:
+        """A fresh result builder for this request's answer (a program, for work on a stream)."""
 
     def respond(self, parsed: P, body: Body) -> Response:
         """The success answer around the builder's bytes."""

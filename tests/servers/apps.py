@@ -1,7 +1,7 @@
 """Host apps for the real-server tests: a plain WSGI app and a plain ASGI app, each with /sql mounted.
 
 Options come from the SQLHTTP_* environment variables, as in the examples; SQLHTTP_TEST_SQLITE adds a SQLite target
-``lite`` (login lite / lite-secret) over that file.
+``lite`` (login lite / lite-secret, or the API key lite-token for libSQL's client) over that file.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from sqlhttp_middleware.wsgi import SQLHTTPMiddleware as WSGIMiddleware
 OPTIONS = options_from_env()
 if os.environ.get("SQLHTTP_TEST_SQLITE"):
     OPTIONS.setdefault("targets", {})["lite"] = Target(
-        f"sqlite:///{os.environ['SQLHTTP_TEST_SQLITE']}", users={"lite": "lite-secret"}
+        f"sqlite:///{os.environ['SQLHTTP_TEST_SQLITE']}", users={"lite": "lite-secret"},
+        api_keys={"edge": "lite-token"},
     )
 
 

@@ -1,0 +1,107 @@
+"""A stream: one pooled connection that runs a client's statements one at a time, across as many requests as its
+session lasts (see :mod:`.sessions`), leaving any transaction the client opened as it is.
+
+Each statement gets the deadline of a request of its own (the target's statement timeout, the watchdog where the
+database needs one, the hard deadline at which the connection is given up), the caps of the answer it goes into,
+and the read-only mode of its target, or of the read-only transaction the client opened. A failed statement
+answers its error and leaves the stream usable; a lost connection, or one given up at its hard deadline, breaks
+the stream, which then answers nothing more.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any
+
+from .. import errors, metrics
+from ..dialects import DialectSupport, dialect_support
+from ..dialects.base import Session
+from ..engines import Lease
+from ..options import ResolvedTarget
+from .deadline import Guard, deadline_passed
+from .executor import Executor, connection_lost, support_end
+from .work import Limits, ResultBuilder, Statement
+
+__all__ = ["StreamConnection"]
+
+
+class StreamConnection:
+    """The statements of a stream, run on its one leased connection."""
+
+    def __init__(self, executor: Executor, lease: Lease, target: ResolvedTarget, *,
+                 budget: float | None = None) -> None:
+        self.executor = executor
+        self.lease = lease
+        self.target = target
+        self.support: DialectSupport = dialect_support(target.family)
+        self.limits: Limits = executor.limits[target.name]
+        self.budget = budget  # on the event loop: a statement past it (or meeting a lock) raises RunElsewhere
+        self.read_only_transaction = False  # the client opened a read-only transaction: no writes until it ends
+        self.statements = 0  # run on this connection, this request
+        self.state: dict[str, Any] = {}  # what the protocol keeps on the stream (libSQL's stored SQL texts)
+        self._dbapi_error: type[BaseException] = lease.entry.engine.dialect.loaded_dbapi.Error
+
+    @property
+    def broken(self) -> bool:
+        return self.lease.broken
+
+    @property
+    def in_transaction(self) -> bool:
+        return not self.lease.broken and self.support.in_transaction(self.lease.dbapi_connection)
+
+    def execute(self, index: int, statement: Statement, builder: ResultBuilder) -> None:
+        """Run ``statement`` into ``builder`` (``index``: its place in the answer). Its failure is raised as an
+        :class:`errors.SQLHTTPError`; a transaction stays open whatever happens, unless the database ended it."""
+        if self.lease.broken:
+            raise errors.DatabaseUnavailable("the stream's connection was lost; open a new stream")
+        executor, support, lease = self.executor, self.support, self.lease
+        connection = lease.dbapi_connection
+        engine = lease.entry.engine
+        timeout = self.limits.timeout
+        now = time.monotonic()
+        deadline = now + timeout
+        inline = self.budget is not None
+        session = Session(timeout=timeout, read_only=self.limits.read_only or self.read_only_transaction,
+                          deadline=min(deadline, now + self.budget) if self.budget is not None else deadline,
+                          target_timeout=timeout, inline=inline, busy_timeout=executor.busy_timeout)
+        grace = executor.grace
+        self.statements += 1
+        guard: Guard | None = None
+        cursor: Any = None
+        try:
+            fd = support.socket_fd(connection)
+            if fd is not None and fd >= 0:
+                kills = support.needs_watchdog(engine.dialect)
+                guard = Guard(executor.watchdog, soft_at=deadline, hard_at=deadline + grace, grace=grace, fd=fd,
+                              cancel=partial(support.kill_query, connection, engine) if kills else None)
+            support.prepare_session(connection, session, engine.dialect)
+            cursor = Executor._statement(lease, support, index, statement, False, builder)
+        except self._dbapi_error as exc:
+            if guard is not None and guard.abandoned:
+                lease.broken = True
+                metrics.connection_abandoned(self.target.name, "disconnect" if guard.aborted else "deadline")
+                raise deadline_passed(timeout, grace) from None
+            if inline and (support.is_busy(exc) or (support.is_timeout(exc) and time.monotonic() < deadline)):
+                raise errors.RunElsewhere from None
+            if engine.dialect.is_disconnect(exc, connection, cursor):  # type: ignore[arg-type]
+                lease.broken = True
+                raise connection_lost() from None
+            raise support.translate_error(exc, timeout) from None
+        finally:
+            if guard is not None and not guard.close():
+                lease.broken = True
+            support_end(lease, support, session, self._dbapi_error)
+            Executor._close_cursor(lease, cursor, self._dbapi_error)
+            if self.read_only_transaction and not self.in_transaction:
+                self.read_only_transaction = False
+
+    def rollback(self) -> None:
+        """End any transaction still open (the stream is closing, or expired)."""
+        if self.lease.broken:
+            return
+        try:
+            if self.support.in_transaction(self.lease.dbapi_connection):
+                self.lease.dbapi_connection.rollback()
+        except Exception:
+            self.lease.broken = True
