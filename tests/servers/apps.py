@@ -19,7 +19,7 @@ OPTIONS = options_from_env()
 if os.environ.get("SQLHTTP_TEST_SQLITE"):
     OPTIONS.setdefault("targets", {})["lite"] = Target(
         f"sqlite:///{os.environ['SQLHTTP_TEST_SQLITE']}", users={"lite": "lite-secret"},
-        api_keys={"edge": "lite-token"},
+        api_keys={"edge": "lite-token", "other": "lite-other"},
     )
 
 
@@ -44,5 +44,31 @@ async def _host_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-wsgi_app = WSGIMiddleware(_host_wsgi, **OPTIONS)
-asgi_app = ASGIMiddleware(_host_asgi, **OPTIONS)
+def _worker_wsgi(app: Any) -> Any:
+    """Every answer says which worker (process id) gave it, in X-Test-Worker, so tests can see requests spread."""
+    worker = str(os.getpid())
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        def start(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            return start_response(status, [*headers, ("X-Test-Worker", worker)], *args)
+
+        return app(environ, start)
+
+    return wrapped
+
+
+def _worker_asgi(app: Any) -> Any:
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async def sending(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"x-test-worker", str(os.getpid()).encode())]}
+            await send(message)
+
+        await app(scope, receive, sending)
+
+    return wrapped
+
+
+wsgi_app = _worker_wsgi(WSGIMiddleware(_host_wsgi, **OPTIONS))
+asgi_app = _worker_asgi(ASGIMiddleware(_host_asgi, **OPTIONS))
