@@ -391,6 +391,10 @@ class SQLHTTPCore:
         parsed = self.hrana.read(target, body, credential)
         return parsed.work, self.hrana.builder(parsed, self.executor.limits[target.name])
 
+    def session_gauges(self) -> dict[str, int]:
+        """Per target: the interactive sessions this process holds."""
+        return self.sessions.by_target()
+
     def close(self) -> None:
         self.sessions.close()
         if self.aio is not None:

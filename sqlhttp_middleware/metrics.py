@@ -66,6 +66,9 @@ class PoolSource(Protocol):
     def pool_gauges(self) -> dict[str, tuple[int, int, int]]:
         """Per target: (open connections, connections checked out, requests waiting for one)."""
 
+    def session_gauges(self) -> dict[str, int]:
+        """Per target: the interactive sessions this process holds."""
+
 
 _metrics: Metrics | None = None
 _metrics_lock = threading.Lock()
@@ -85,6 +88,19 @@ def connection_abandoned(target: str, reason: str) -> None:
     by the hard deadline) or ``disconnect`` (the client went away and the statement could not be stopped in time)."""
     if _metrics is not None:
         _metrics.abandoned.labels(target, reason).inc()
+
+
+def session_ended(target: str, reason: str) -> None:
+    """A session ended: ``closed`` by its client, ``expired`` (idle or too old; rolled back), or ``lost`` (its
+    connection broke)."""
+    if _metrics is not None:
+        _metrics.sessions_ended.labels(target, reason).inc()
+
+
+def session_handed_over(target: str) -> None:
+    """A request for another worker's session, handed over to that worker."""
+    if _metrics is not None:
+        _metrics.handed_over.labels(target).inc()
 
 
 def connect_refused_fast(target: str) -> None:
@@ -156,9 +172,16 @@ class Metrics:
                                     "password guessing.", ["target"])
         self.refused_fast = Counter("sqlhttp_connect_refused_fast", "Requests answered 503 at once: their database "
                                     "was down a moment ago (reconnect back-off).", ["target"])
+        self.sessions = Gauge("sqlhttp_sessions", "Interactive sessions open (each holds a pooled connection).",
+                              ["target"], multiprocess_mode="livesum")
+        self.sessions_ended = Counter("sqlhttp_sessions_ended", "Interactive sessions ended: closed by their client, "
+                                      "expired (rolled back), or lost with their connection.", ["target", "reason"])
+        self.handed_over = Counter("sqlhttp_sessions_handed_over", "Requests for a session another worker holds, "
+                                   "handed over to it on its local socket.", ["target"])
         self._answers: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # labels -> (counter, histogram) children
         self._sources: weakref.WeakSet[PoolSource] = weakref.WeakSet()
         self._shown: set[str] = set()  # targets the pool gauges have shown
+        self._sessions_shown: set[str] = set()
         self._sample_lock = threading.Lock()
         self._sampler_pid = 0
 
@@ -198,12 +221,20 @@ class Metrics:
     def sample(self) -> None:
         """Set the pool gauges from the pools of this process."""
         totals: dict[str, list[int]] = {}
+        sessions: dict[str, int] = {}
         for source in list(self._sources):
             for target, counts in source.pool_gauges().items():
                 total = totals.setdefault(target, [0, 0, 0])
                 for index, count in enumerate(counts):
                     total[index] += count
+            for target, count in source.session_gauges().items():
+                sessions[target] = sessions.get(target, 0) + count
         with self._sample_lock:
+            for target in self._sessions_shown - sessions.keys():
+                sessions[target] = 0
+            for target, count in sessions.items():
+                self.sessions.labels(target).set(count)
+            self._sessions_shown = set(sessions)
             for target in self._shown - totals.keys():
                 totals[target] = [0, 0, 0]  # its pools are gone: zero, not its last figures
             for target, total in totals.items():

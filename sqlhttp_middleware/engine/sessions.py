@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import errors
+from .. import errors, metrics
 from .._process import current_pid
 from ..engines import EngineCache
 from ..options import Options
@@ -209,7 +209,7 @@ class Sessions:
             if baton.seq != session.seq:
                 raise errors.BatonReused("this baton was already used; each answer's baton is good for one request")
             if self._expired(session, time.monotonic()):
-                self._close(session)
+                self._close(session, "expired")
                 raise errors.StreamExpired.gone()
             program.run(session.stream)
             return self._after(session, program)
@@ -242,6 +242,7 @@ class Sessions:
         wait = (len(work.statements) + 1) * (limits.timeout + self._grace) + self._options.pool_timeout
         header = {"protocol": stream.protocol, "target": work.target.name, "baton": stream.baton,
                   "binding": _b64(binding), "credential": stream.credential}
+        metrics.session_handed_over(work.target.name)
         try:
             reply, body = handover.call(handover.socket_path(directory, int(pid)), header, stream.payload, wait)
         except (handover.Unreachable, TimeoutError):
@@ -284,15 +285,17 @@ class Sessions:
                                                 name="sqlhttp-session-reaper", daemon=True)
                 self._reaper.start()
 
-    def _close(self, session: _Session) -> None:
+    def _close(self, session: _Session, reason: str = "closed") -> None:
         """Roll back what is open and give the connection back (or close it, if it broke)."""
         with self._lock:
             if session.closed:
                 return
             session.closed = True
             self._sessions.pop(session.id, None)
-        session.stream.rollback()
-        self._engines.give_back(session.stream.lease)
+        stream = session.stream
+        metrics.session_ended(stream.target.name, "lost" if stream.broken else reason)
+        stream.rollback()
+        self._engines.give_back(stream.lease)
 
     def reap(self, now: float | None = None) -> int:
         """Expire the sessions idle or old enough; how many."""
@@ -304,7 +307,7 @@ class Sessions:
             if session.lock.acquire(blocking=False):  # one in use is not idle; its request ends it if too old
                 try:
                     if not session.closed and self._expired(session, time.monotonic()):
-                        self._close(session)
+                        self._close(session, "expired")
                         expired += 1
                 finally:
                     session.lock.release()
@@ -313,6 +316,15 @@ class Sessions:
     def count(self) -> int:
         with self._lock:
             return len(self._sessions)
+
+    def by_target(self) -> dict[str, int]:
+        with self._lock:
+            sessions = list(self._sessions.values())
+        counts: dict[str, int] = {}
+        for session in sessions:
+            name = session.stream.target.name
+            counts[name] = counts.get(name, 0) + 1
+        return counts
 
     def close(self) -> None:
         """Close every session and stop listening."""
