@@ -6,7 +6,7 @@ socket per worker on which it serves the requests other workers hand over for th
   one, whether it was forked (gunicorn) or spawned (uvicorn ``--workers``).
 * **The key** (``session_secret``, or a random 32-byte file ``key`` in the directory, created once and atomically by
   whichever worker needs it first) is the same in every worker, so any worker can check a baton another signed.
-* **The sockets**: ``<pid>.sock``, a Unix stream socket, listened on by a worker from its first session on. A
+* **The sockets**: ``<pid>-<nonce>.sock``, a Unix stream socket, listened on by a worker from its first session on. A
   handed-over request is one frame each way: a JSON header and the body's bytes, each preceded by its length.
   A worker that died leaves a socket nobody accepts on: connecting fails at once (``Unreachable``).
 """
@@ -86,8 +86,9 @@ def shared_key(directory: Path, secret: str) -> bytes:
     raise PermissionError(f"the session key file {key_path} is not 32 bytes; delete it")
 
 
-def socket_path(directory: Path, pid: int) -> str:
-    return str(directory / f"{pid}.sock")
+def socket_path(directory: Path, worker: str) -> str:
+    """``worker`` is ``PID-NONCE``: two middleware instances of one process have sockets of their own."""
+    return str(directory / f"{worker}.sock")
 
 
 def _read_exactly(connection: socket.socket, size: int) -> bytes:
@@ -183,7 +184,7 @@ class Listener:
 def sweep(directory: Path) -> None:
     """Remove the sockets of workers that are gone."""
     for entry in directory.glob("*.sock"):
-        pid = entry.stem
+        pid = entry.stem.split("-", 1)[0]
         if not pid.isdigit():
             continue
         try:

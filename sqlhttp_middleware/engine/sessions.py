@@ -233,9 +233,6 @@ class Sessions:
 
     def _hand_over(self, baton: _Baton, binding: bytes, work: Work) -> Body:
         directory, _ = self._shared()
-        pid = baton.worker.split("-", 1)[0]
-        if not pid.isdigit():
-            raise errors.BatonInvalid("the baton is not one this server issued")
         stream = work.stream
         assert stream is not None
         limits = self._executor.limits[work.target.name]
@@ -244,7 +241,7 @@ class Sessions:
                   "binding": _b64(binding), "credential": stream.credential}
         metrics.session_handed_over(work.target.name)
         try:
-            reply, body = handover.call(handover.socket_path(directory, int(pid)), header, stream.payload, wait)
+            reply, body = handover.call(handover.socket_path(directory, baton.worker), header, stream.payload, wait)
         except (handover.Unreachable, TimeoutError):
             raise errors.StreamExpired("the worker that held this stream has gone; its transaction was rolled "
                                        "back: open a new stream") from None
@@ -279,7 +276,7 @@ class Sessions:
             self._sessions[session.id] = session
             if self._listener is None:
                 handover.sweep(directory)
-                self._listener = handover.Listener(handover.socket_path(directory, self._pid), self._serve)
+                self._listener = handover.Listener(handover.socket_path(directory, self.worker), self._serve)
             if self._reaper is None or not self._reaper.is_alive():
                 self._reaper = threading.Thread(target=_reap, args=(weakref.ref(self), self._closing),
                                                 name="sqlhttp-session-reaper", daemon=True)

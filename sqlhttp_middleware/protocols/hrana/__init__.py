@@ -240,20 +240,30 @@ class Pipeline:
         if unfit is not None:
             raise errors.BadRequest(unfit)
         connection = stream.lease.dbapi_connection
+        params = _parameters(sql)
+        # Nothing runs: EXPLAIN only compiles, and the columns come from a wrapper that reads no row. The
+        # parameters are bound to NULL, as sqlite3 insists they all be bound.
+        nulls: list[None] | dict[str, None] = (
+            {name[1:]: None for name in params if name is not None}
+            if params and all(name is not None and name[0] != "?" for name in params) else [None] * len(params))
+        explain = bool(_EXPLAIN.match(sql))
         try:
-            opcodes = [row[1] for row in connection.execute("EXPLAIN " + sql).fetchall()]
+            opcodes: list[str] = []
+            if explain:  # changes nothing: running it lists the program of the statement it explains
+                connection.execute(sql, nulls).close()
+            else:
+                opcodes = [row[1] for row in connection.execute("EXPLAIN " + sql, nulls).fetchall()]
             names: list[str] = []
             if _SELECT_LIKE.match(sql):
-                cursor = connection.execute(f"SELECT * FROM ({sql.rstrip().rstrip(';')}) LIMIT 0")
+                cursor = connection.execute(f"SELECT * FROM ({sql.rstrip().rstrip(';')}) LIMIT 0", nulls)
                 names = [column[0] for column in cursor.description or ()]
                 cursor.close()
         except sqlite3.Error as exc:
             raise stream.support.translate_error(exc) from None
         readonly = not any(op in _WRITES for op in opcodes)
-        params = _parameters(sql)
         return orjson.dumps({"type": "describe", "result": {
             "params": [{"name": name} for name in params], "cols": [{"name": n, "decltype": None} for n in names],
-            "is_explain": bool(_EXPLAIN.match(sql)), "is_readonly": readonly}})
+            "is_explain": explain, "is_readonly": readonly}})
 
     def _store_sql(self, stream: StreamConnection, item: dict[str, Any], stored: dict[int, str]) -> bytes:
         sql_id, sql = item.get("sql_id"), item.get("sql")
@@ -360,7 +370,9 @@ def _holds(condition: Any, outcomes: list[bool | None], stream: StreamConnection
 def _error(error: errors.SQLHTTPError) -> bytes:
     code = error.database_code
     message = error.message
-    if code is not None:
+    if isinstance(error, errors.StatementTimeout):
+        code = "SQLITE_INTERRUPT"
+    elif code is not None:
         message = f"SQLite error: {error.database_message or error.message}"
     else:
         code = _CODES.get(type(error), error.code)

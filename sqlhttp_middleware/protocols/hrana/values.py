@@ -89,13 +89,14 @@ def argument(value: Any, where: str) -> Any:
 class StatementResult:
     """A ResultBuilder for one statement: ``cols``, ``rows`` (within the answer's caps), the counts."""
 
-    __slots__ = ("body", "cols", "rows", "want_rows")
+    __slots__ = ("body", "cols", "rows", "started", "want_rows")
 
     def __init__(self, rows: RowPieces, want_rows: bool) -> None:
         self.rows = rows
         self.want_rows = want_rows
         self.cols = b"[]"
         self.body = b""
+        self.started = (rows.total, rows.size)  # what the answer held before this statement
 
     def begin(self, index: int, result: ResultInfo) -> None:
         self.cols = orjson.dumps([{"name": name, "decltype": None} for name in result.names])
@@ -109,7 +110,9 @@ class StatementResult:
         rows = self.rows
         pieces = rows.take()
         if rows.truncated:
-            rows.truncated = False  # the next statement may still fit what is left
+            # This statement's rows are not in the answer: the next statement may still fit what is left.
+            rows.truncated = False
+            rows.total, rows.size = self.started
             raise too_large(rows.limits, "add a LIMIT, or read the rows in pages")
         count = result.row_count() or 0
         rowid = result.last_insert_id()
