@@ -239,8 +239,8 @@ def test_sequence_runs_statements_and_stops_at_the_first_error(client: Client) -
     script = ("CREATE TABLE s (x TEXT); INSERT INTO s VALUES ('a;b'); -- a comment; with a semicolon\n"
               "CREATE TRIGGER tr AFTER INSERT ON s BEGIN INSERT INTO s SELECT 'trig' WHERE new.x = 'c'; END;"
               "INSERT INTO s VALUES ('c')")
-    ok, failing, check = one(client, {"type": "sequence", "sql": script},
-                             {"type": "sequence", "sql": "INSERT INTO s VALUES ('d'); SELEC; INSERT INTO s VALUES ('e')"},
+    broken = "INSERT INTO s VALUES ('d'); SELEC; INSERT INTO s VALUES ('e')"
+    ok, failing, check = one(client, {"type": "sequence", "sql": script}, {"type": "sequence", "sql": broken},
                              execute("SELECT x FROM s ORDER BY x"))
     assert ok == {"type": "ok", "response": {"type": "sequence"}}
     assert failing["type"] == "error" and failing["error"]["code"] == "SQLITE_ERROR"

@@ -27,7 +27,7 @@ CLOSE = {"type": "close"}
 def value(python: Any) -> dict[str, Any]:
     if python is None:
         return {"type": "null"}
-    if isinstance(python, bool) or isinstance(python, int):
+    if isinstance(python, int):  # and bool
         return {"type": "integer", "value": str(int(python))}
     if isinstance(python, float):
         return {"type": "float", "value": python}
