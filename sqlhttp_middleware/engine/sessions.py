@@ -120,8 +120,14 @@ class Sessions:
         if self._key is None or self._directory is None:
             with self._setup_lock:
                 if self._key is None or self._directory is None:
-                    directory = handover.session_directory(self._options.session_dir, self._namespace)
-                    self._key = handover.shared_key(directory, self._options.session_secret)
+                    try:
+                        directory = handover.session_directory(self._options.session_dir, self._namespace)
+                        self._key = handover.shared_key(directory, self._options.session_secret)
+                    except OSError:
+                        logger.exception("sqlhttp-middleware: the session directory cannot be used")
+                        raise errors.InternalError(
+                            "interactive sessions are unavailable on this server: its session directory is not "
+                            "private to it, or not writable (the server's log says which)") from None
                     self._directory = directory
         return self._directory, self._key
 
