@@ -86,11 +86,11 @@ class SQLHTTPMiddleware:
             if not clock.caught():
                 raise
             return self.core.error_response(errors.RequestTimeout(
-                f"the request body did not arrive within {options.body_timeout:g} s"), headers)
+                f"the request body did not arrive within {options.body_timeout:g} s"), headers, path)
         if body is _GONE:
             return None
         if body is None:
-            return self.core.error_response(self.core.too_large(), headers)
+            return self.core.error_response(self.core.too_large(), headers, path)
         client = scope.get("client")
         request = Request(method, path, headers, body, client[0] if client else None)
         abort = Abort()

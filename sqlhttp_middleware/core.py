@@ -35,6 +35,7 @@ from .http import Cors, Request, Response
 from .metrics import Observer
 from .options import OptionKeywords, Options
 from .protocols import Hrana, Neon, PolyScale, Protocol
+from .protocols.hrana import CURSOR
 from .protocols.polyscale import openapi_document
 from .ratelimit import Admission, RateLimiter, client_address, namespace_for
 
@@ -92,6 +93,7 @@ class SQLHTTPCore:
         self.sessions = Sessions(self.engines, self.executor, opts, namespace)
         self.executor.sessions = self.sessions
         self.sessions.reads(self.hrana.name, self._read_hrana)
+        self.sessions.reads(CURSOR, self._read_hrana_cursor)
         self.aio: AsyncPostgres | None = None
         if opts.async_postgres and any(t.family == "postgresql" for t in opts.targets.values()):
             from .engine.aio import AsyncPostgres
@@ -352,14 +354,16 @@ class SQLHTTPCore:
 
     # -- answers --------------------------------------------------------------------------------------------------
 
-    def error_response(self, error: errors.SQLHTTPError, headers: Mapping[str, str] | None = None) -> Response:
-        """``error`` in the error shape of the protocol the request ``headers`` speak (PolyScale's without).
+    def error_response(self, error: errors.SQLHTTPError, headers: Mapping[str, str] | None = None,
+                       path: str | None = None) -> Response:
+        """``error`` in the error shape of the protocol the request (its ``headers`` and ``path``) speaks
+        (PolyScale's without headers).
 
         With ``headers``, the answer to a request at the endpoint whose body the adapter refused (too large, too
         slow): observed like every other answer there, its duration unknown."""
         if headers is None:
             return self.polyscale.error_response(error)
-        protocol = self.route(headers)
+        protocol = self.route(headers, path)
         response = protocol.error_response(error)
         self.observer.answered(headers, response, protocol.name, None, None, error)
         return response
@@ -394,6 +398,10 @@ class SQLHTTPCore:
     def session_gauges(self) -> dict[str, int]:
         """Per target: the interactive sessions this process holds."""
         return self.sessions.by_target()
+
+    def _read_hrana_cursor(self, target: Any, body: bytes, credential: str) -> tuple[Work, Any]:
+        parsed = self.hrana.read_cursor(target, body, credential)
+        return parsed.work, self.hrana.builder(parsed, self.executor.limits[target.name])
 
     def close(self) -> None:
         self.sessions.close()

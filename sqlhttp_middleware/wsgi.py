@@ -50,13 +50,14 @@ class SQLHTTPMiddleware:
             return _send(refused, start_response)
         fd = _client_fd(environ)
         body = self._read_body(environ, headers, fd)
+        path = environ.get("PATH_INFO", "")
         if body is None:
-            return _send(self.core.error_response(self.core.too_large(), headers), start_response)
+            return _send(self.core.error_response(self.core.too_large(), headers, path), start_response)
         if body is _LATE:
             timeout = self.core.options.body_timeout
             late = errors.RequestTimeout(f"the request body did not arrive within {timeout:g} s")
-            return _send(self.core.error_response(late, headers), start_response)
-        request = Request(method, environ.get("PATH_INFO", ""), headers, body, environ.get("REMOTE_ADDR"))
+            return _send(self.core.error_response(late, headers, path), start_response)
+        request = Request(method, path, headers, body, environ.get("REMOTE_ADDR"))
         if fd < 0:
             return _send(self.core.handle(request, head_checked=True), start_response)
         # The server hands us the client's socket: if the client goes away, its statement is stopped.

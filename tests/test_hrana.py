@@ -5,6 +5,7 @@ brake). The real client and multi-worker servers are in test_libsql_client.py.""
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 from collections.abc import Callable
@@ -58,9 +59,9 @@ def test_version_probes_and_refused_encodings(client: Client) -> None:
                                {"Content-Type": "application/x-protobuf"})
         assert reply.status == 404 and reply.headers["content-type"] == "application/json"
         assert "protobuf" in reply.json()["message"]
-    cursor = client.post({"baton": None, "batch": {"steps": []}}, path="/sql/lite/v3/cursor",
+    cursor = client.post({"baton": None, "batch": {"steps": []}}, path="/sql/lite/v2/cursor",
                          headers={"Authorization": f"Bearer {TOKEN}"})
-    assert cursor.status == 404 and "v3/pipeline" in cursor.json()["message"]
+    assert cursor.status == 404 and "v3/cursor" in cursor.json()["message"]
     reply = client.request("GET", "/sql/lite/v2/pipeline")
     assert reply.status == 405 and reply.json()["code"] == "METHOD_NOT_ALLOWED"
 
@@ -370,3 +371,48 @@ def test_the_authorize_hook_sees_the_pipelines_sql(make_client: MakeClient, data
     refused = pipeline(client, [execute("SELECT 'forbidden'"), CLOSE])
     assert refused.status == 403 and refused.json()["code"] == "PERMISSION_DENIED"
     assert seen[0] == "SELECT 1;\nSELECT 2"
+
+
+# -- v3/cursor ----------------------------------------------------------------------------------------------------
+
+def cursor(client: Client, steps: list[dict[str, Any]], baton: str | None = None) -> tuple[dict[str, Any], list[Any]]:
+    reply = client.post({"baton": baton, "batch": {"steps": steps}}, path="/sql/lite/v3/cursor",
+                        headers={"Authorization": f"Bearer {TOKEN}"})
+    assert reply.status == 200, reply.body
+    assert reply.body.endswith(b"\n")
+    head, *entries = [json.loads(line) for line in reply.body.splitlines()]
+    return head, entries
+
+
+def test_a_cursor_answers_lines_of_entries(client: Client) -> None:
+    head, entries = cursor(client, [
+        {"stmt": stmt("SELECT id, note FROM t ORDER BY id")},
+        {"stmt": stmt("SELEC")},
+        {"condition": {"type": "ok", "step": 1}, "stmt": stmt("SELECT 'skipped'")},
+        {"condition": {"type": "error", "step": 1}, "stmt": stmt("INSERT INTO t (note) VALUES (?)", "three")},
+    ])
+    assert head["base_url"] is None and isinstance(head["baton"], str)  # a cursor leaves its stream open
+    assert entries == [
+        {"type": "step_begin", "step": 0, "cols": [{"name": "id", "decltype": None},
+                                                   {"name": "note", "decltype": None}]},
+        {"type": "row", "row": [value(1), value("one")]},
+        {"type": "row", "row": [value(2), value("two")]},
+        {"type": "step_end", "affected_row_count": 0, "last_insert_rowid": None},
+        {"type": "step_error", "step": 1, "error": {"message": 'SQLite error: near "SELEC": syntax error',
+                                                     "code": "SQLITE_ERROR"}},
+        {"type": "step_begin", "step": 3, "cols": []},
+        {"type": "step_end", "affected_row_count": 1, "last_insert_rowid": "3"},
+    ]
+    # The stream goes on with the cursor's baton, and closes.
+    closing = results(pipeline(client, [execute("SELECT count(*) FROM t"), CLOSE], head["baton"]))
+    assert rows(closing[0]) == [[3]]
+
+
+def test_a_cursor_is_capped_and_a_bad_batch_is_an_error_entry(make_client: MakeClient, database: Path) -> None:
+    client = make_client(targets={"lite": lite(database, max_rows=1)})
+    _, entries = cursor(client, [{"stmt": stmt("SELECT id FROM t")}])
+    assert [e["type"] for e in entries] == ["step_begin", "row", "step_error"]
+    assert entries[-1]["error"]["code"] == "RESPONSE_TOO_LARGE"
+    _, entries = cursor(client, [{"condition": {"type": "ok", "step": 3}, "stmt": stmt("SELECT 1")}])
+    assert entries == [{"type": "error", "error": {
+        "message": "a condition's 'step' names an earlier step of the batch", "code": "INVALID_REQUEST"}}]

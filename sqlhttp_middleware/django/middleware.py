@@ -102,7 +102,7 @@ def _prepare(core: SQLHTTPCore, request: HttpRequest) -> Request | Response:
     # and bypass DATA_UPLOAD_MAX_MEMORY_SIZE, which request.body would enforce: max_body_bytes is the limit here.
     body = request.body if getattr(request, "_body", None) is not None else request.read(limit + 1)
     if len(body) > limit:
-        return core.error_response(core.too_large(), headers)
+        return core.error_response(core.too_large(), headers, request.path_info)
     return Request(method, request.path_info, headers, body, request.META.get("REMOTE_ADDR"))
 
 

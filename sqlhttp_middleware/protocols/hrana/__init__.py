@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +28,11 @@ from ...http import Request, Response
 from ...options import Options, ResolvedTarget
 from ...sqltext import problem
 from ..base import Protocol, json_object
-from .values import StatementResult, argument
+from .values import CursorStep, StatementResult, argument
 
-__all__ = ["Hrana", "Pipeline", "pipeline_path"]
+__all__ = ["CURSOR", "Cursor", "Hrana", "Pipeline", "pipeline_path"]
+
+CURSOR = "hrana-cursor"  # the name a handed-over v3/cursor request goes by
 
 _REQUEST_TYPES = frozenset({"execute", "batch", "sequence", "describe", "store_sql", "close_sql", "close",
                             "get_autocommit"})
@@ -86,8 +89,8 @@ class Hrana(Protocol[HranaRequest]):
                 raise errors.MethodNotAllowed(f"{method} is not allowed here; GET it", headers={"Allow": "GET"})
             return Response(200, b"Hello, this is sqlhttp-middleware speaking Hrana over HTTP\n",
                             [("content-type", "text/plain")])
-        if endpoint == "cursor":
-            raise errors.NotFound("v3/cursor is not served: use v3/pipeline (see docs/protocols/libsql.md)")
+        if endpoint == "cursor" and version != "v3":
+            raise errors.NotFound("cursors are Hrana 3's: POST v3/cursor")
         if method != "POST":
             raise errors.MethodNotAllowed(f"{method} is not allowed on a pipeline; POST it",
                                           headers={"Allow": "POST"})
@@ -103,6 +106,8 @@ class Hrana(Protocol[HranaRequest]):
         if target.family != "sqlite":
             raise errors.BadRequest(f"target {target.name!r} is not SQLite; libSQL's client speaks SQLite only")
         credential = request.headers.get("authorization", "")
+        if match.group(3) == "cursor":
+            return self.read_cursor(target, request.body, credential)
         return self.read(target, request.body, credential, 3 if version == "v3" else 2)
 
     def read(self, target: ResolvedTarget, body: bytes, credential: str, version: int = 3) -> HranaRequest:
@@ -130,6 +135,22 @@ class Hrana(Protocol[HranaRequest]):
         stream = Stream(baton, closes, credential=credential, protocol=self.name, payload=body, inline=single)
         work = Work(target, Claim("", "", ""), tuple(statements), stream=stream)
         return HranaRequest(work, Pipeline(requests, self.options.max_sql_bytes))
+
+    def read_cursor(self, target: ResolvedTarget, body: bytes, credential: str) -> HranaRequest:
+        """The work of a ``v3/cursor`` body: one batch, answered as lines of entries."""
+        document = json_object(body, "a JSON object with 'baton' and 'batch'")
+        baton = document.get("baton")
+        if baton is not None and (not isinstance(baton, str) or not baton):
+            raise errors.BadRequest("'baton' must be a string, or null to open a stream")
+        batch = {"type": "batch", "batch": document.get("batch")}
+        stream = Stream(baton, False, credential=credential, protocol=CURSOR, payload=body)
+        work = Work(target, Claim("", "", ""), tuple(Statement(sql) for sql in _texts(batch)), stream=stream)
+        return HranaRequest(work, Cursor([batch], self.options.max_sql_bytes))
+
+    def respond(self, parsed: HranaRequest, body: Body) -> Response:
+        if isinstance(parsed.program, Cursor):
+            return Response(200, body, [("content-type", "text/plain"), ("cache-control", "no-store")])
+        return super().respond(parsed, body)
 
     def builder(self, parsed: HranaRequest, limits: Limits) -> Pipeline:
         parsed.program.limits = limits
@@ -199,31 +220,22 @@ class Pipeline:
         return b'{"type":"execute","result":' + self._statement(stream, item.get("stmt"), stored, 0) + b"}"
 
     def _batch(self, stream: StreamConnection, item: dict[str, Any], stored: dict[int, str]) -> bytes:
-        batch = item.get("batch")
-        steps = batch.get("steps") if isinstance(batch, dict) else None
-        if not isinstance(steps, list):
-            raise errors.BadRequest("a batch request has 'batch': {'steps': [...]}")
-        outcomes: list[bool | None] = []  # per step: True ok, False error, None skipped
         results: list[bytes] = []
         failures: list[bytes] = []
-        for index, step in enumerate(steps):
-            if not isinstance(step, dict):
-                raise errors.BadRequest(f"batch step {index} is not an object")
-            condition = step.get("condition")
-            if condition is not None and not _holds(condition, outcomes, stream):
-                outcomes.append(None)
+        steps = _Steps(item, stream)
+        for index, stmt in steps:
+            if stmt is None:  # its condition was false
                 results.append(b"null")
                 failures.append(b"null")
                 continue
             try:
-                result = self._statement(stream, step.get("stmt"), stored, index)
+                results.append(self._statement(stream, stmt, stored, index))
             except errors.SQLHTTPError as error:
-                outcomes.append(False)
+                steps.record(False)
                 results.append(b"null")
                 failures.append(_error(error))
             else:
-                outcomes.append(True)
-                results.append(result)
+                steps.record(True)
                 failures.append(b"null")
         return b"".join((b'{"type":"batch","result":{"step_results":[', b",".join(results),
                          b'],"step_errors":[', b",".join(failures), b"]}}"))
@@ -296,7 +308,8 @@ class Pipeline:
         assert self._rows is not None
         return self._rows
 
-    def _statement(self, stream: StreamConnection, stmt: Any, stored: dict[int, str], index: int) -> bytes:
+    def _statement(self, stream: StreamConnection, stmt: Any, stored: dict[int, str], index: int,
+                   builder: StatementResult | CursorStep | None = None) -> bytes:
         if not isinstance(stmt, dict):
             raise errors.BadRequest("a statement is an object with 'sql' or 'sql_id'")
         sql = _sql_of(stmt, stored)
@@ -323,11 +336,14 @@ class Pipeline:
             if not stream.in_transaction:
                 stream.read_only_transaction = True
             sql = "BEGIN DEFERRED"
-        builder = StatementResult(self._rows_pieces(), want_rows)
+        if builder is None:
+            builder = StatementResult(self._rows_pieces(), want_rows)
+        builder.want_rows = want_rows
         self._run(stream, Statement(sql, params, "qmark"), index, builder)
         return builder.body
 
-    def _run(self, stream: StreamConnection, statement: Statement, index: int, builder: StatementResult) -> None:
+    def _run(self, stream: StreamConnection, statement: Statement, index: int,
+             builder: StatementResult | CursorStep) -> None:
         unfit = problem(statement.sql, "sqlite", self.max_sql_bytes)
         if unfit is not None:
             raise errors.BadRequest(unfit)
@@ -345,26 +361,87 @@ def _sql_of(item: dict[str, Any], stored: dict[int, str]) -> str:
     raise errors.BadRequest("give exactly one of 'sql' (a string) and 'sql_id' (an integer)")
 
 
-def _holds(condition: Any, outcomes: list[bool | None], stream: StreamConnection) -> bool:
-    if not isinstance(condition, dict):
-        raise errors.BadRequest("a batch condition is an object with a 'type'")
-    kind = condition.get("type")
-    if kind in ("ok", "error"):
-        step = condition.get("step")
-        if type(step) is not int or not 0 <= step < len(outcomes):
-            raise errors.BadRequest("a condition's 'step' names an earlier step of the batch")
-        return outcomes[step] is (kind == "ok")
-    if kind == "not":
-        return not _holds(condition.get("cond"), outcomes, stream)
-    if kind in ("and", "or"):
-        conds = condition.get("conds")
-        if not isinstance(conds, list):
-            raise errors.BadRequest(f"an '{kind}' condition has 'conds': [...]")
-        values = [_holds(c, outcomes, stream) for c in conds]
-        return all(values) if kind == "and" else any(values)
-    if kind == "is_autocommit":
-        return not stream.in_transaction
-    raise errors.BadRequest(f"unknown condition type {kind!r} (ok, error, not, and, or, is_autocommit)")
+class _Steps:
+    """A batch's steps in order: ``(index, stmt)``, with None for a step whose condition is false, each condition
+    evaluated on the outcomes so far, which the caller reports with :meth:`record` for every step it runs."""
+
+    def __init__(self, item: dict[str, Any], stream: StreamConnection) -> None:
+        batch = item.get("batch")
+        steps = batch.get("steps") if isinstance(batch, dict) else None
+        if not isinstance(steps, list):
+            raise errors.BadRequest("a batch is {'steps': [...]}")
+        self.steps = steps
+        self.stream = stream
+        self.outcomes: list[bool | None] = []  # per step: True ok, False error, None skipped
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        for index, step in enumerate(self.steps):
+            if not isinstance(step, dict):
+                raise errors.BadRequest(f"batch step {index} is not an object")
+            condition = step.get("condition")
+            if condition is not None and not self._holds(condition):
+                self.outcomes.append(None)
+                yield index, None
+            else:
+                yield index, step.get("stmt")
+
+    def record(self, ok: bool) -> None:
+        self.outcomes.append(ok)
+
+    def _holds(self, condition: Any) -> bool:
+        if not isinstance(condition, dict):
+            raise errors.BadRequest("a batch condition is an object with a 'type'")
+        kind = condition.get("type")
+        if kind in ("ok", "error"):
+            step = condition.get("step")
+            if type(step) is not int or not 0 <= step < len(self.outcomes):
+                raise errors.BadRequest("a condition's 'step' names an earlier step of the batch")
+            return self.outcomes[step] is (kind == "ok")
+        if kind == "not":
+            return not self._holds(condition.get("cond"))
+        if kind in ("and", "or"):
+            conds = condition.get("conds")
+            if not isinstance(conds, list):
+                raise errors.BadRequest(f"an '{kind}' condition has 'conds': [...]")
+            values = [self._holds(c) for c in conds]
+            return all(values) if kind == "and" else any(values)
+        if kind == "is_autocommit":
+            return not self.stream.in_transaction
+        raise errors.BadRequest(f"unknown condition type {kind!r} (ok, error, not, and, or, is_autocommit)")
+
+
+class Cursor(Pipeline):
+    """``v3/cursor``: one batch, answered as lines: the baton, then ``step_begin``, ``row``, ``step_end`` or
+    ``step_error`` entries, and an ``error`` entry if the batch itself fails. The lines are written once the batch
+    has run, not while it runs: a stream held open while the client reads would hold its pooled connection (and on
+    SQLite its read snapshot, or the write lock) for as long as the client takes, past every deadline and cap."""
+
+    def run(self, stream: StreamConnection) -> None:
+        assert self.limits is not None
+        self._rows = RowPieces(self.limits)
+        self._results = []
+        stored: dict[int, str] = stream.state.setdefault("sql", {})
+        try:
+            steps = _Steps(self.requests[0], stream)
+            for index, stmt in steps:
+                if stmt is None:
+                    continue
+                builder = CursorStep(self._rows, index)
+                try:
+                    self._statement(stream, stmt, stored, index, builder)
+                except errors.SQLHTTPError as error:
+                    steps.record(False)
+                    self._results.extend(builder.lines)  # what it sent before failing, as a streaming server would
+                    self._results.append(b'{"type":"step_error","step":%d,"error":%s}' % (index, _error(error)))
+                else:
+                    steps.record(True)
+                    self._results.extend(builder.lines)
+        except errors.SQLHTTPError as error:
+            self._results.append(b'{"type":"error","error":' + _error(error) + b"}")
+
+    def finish(self, baton: str | None) -> Body:
+        head = b'{"baton":' + orjson.dumps(baton) + b',"base_url":null}'
+        return b"\n".join((head, *self._results)) + b"\n"
 
 
 def _error(error: errors.SQLHTTPError) -> bytes:

@@ -19,7 +19,7 @@ from ... import errors
 from ...engine.rows import RowPieces, too_large
 from ...engine.work import ResultInfo
 
-__all__ = ["StatementResult", "argument", "encode_row"]
+__all__ = ["CursorStep", "StatementResult", "argument", "encode_row"]
 
 _NULL = {"type": "null"}
 _POSITIVE_INFINITY = orjson.Fragment(b"1e999")
@@ -123,3 +123,42 @@ class StatementResult:
 
     def finish(self) -> bytes:
         return self.body
+
+
+class CursorStep:
+    """A ResultBuilder for one step of a cursor: its ``step_begin``, ``row`` and ``step_end`` lines, within the
+    answer's caps."""
+
+    __slots__ = ("body", "index", "lines", "rows", "want_rows")
+
+    def __init__(self, rows: RowPieces, index: int) -> None:
+        self.rows = rows  # only its counts and limits: the lines are the rows
+        self.index = index
+        self.want_rows = True
+        self.lines: list[bytes] = []
+        self.body = b""
+
+    def begin(self, index: int, result: ResultInfo) -> None:
+        cols = [{"name": name, "decltype": None} for name in result.names]
+        self.lines.append(orjson.dumps({"type": "step_begin", "step": self.index, "cols": cols}))
+
+    def add(self, rows: list[Any]) -> bool:
+        if not self.want_rows:
+            return True
+        counts, limits = self.rows, self.rows.limits
+        for row in rows:
+            line = b'{"type":"row","row":' + orjson.dumps(encode_row(row)) + b"}"
+            if counts.total >= limits.max_rows or counts.size + len(line) + 1 > limits.max_bytes:
+                raise too_large(limits, "add a LIMIT, or read the rows in pages")
+            counts.total += 1
+            counts.size += len(line) + 1
+            self.lines.append(line)
+        return True
+
+    def end(self, result: ResultInfo) -> None:
+        rowid = result.last_insert_id()
+        self.lines.append(b'{"type":"step_end","affected_row_count":%d,"last_insert_rowid":%s}' % (
+            result.row_count() or 0, b"null" if rowid is None else b'"%d"' % rowid))
+
+    def finish(self) -> bytes:
+        return b""
