@@ -86,6 +86,12 @@ def test_unknown_and_non_sqlite_targets(make_client: MakeClient, database: Path)
     assert pg.status == 400 and "not SQLite" in pg.json()["message"]
 
 
+def test_a_target_without_api_keys_says_what_the_client_needs(make_client: MakeClient, database: Path) -> None:
+    client = make_client(targets={"lite": Target(f"sqlite:///{database}", users={"u": "p"})})
+    refused = pipeline(client, [execute("SELECT 1"), CLOSE])
+    assert refused.status == 401 and "api_keys" in refused.json()["message"]
+
+
 def test_malformed_pipelines_are_refused_whole(client: Client) -> None:
     for body, words in ((b"{", "not valid JSON"), (b"[]", "JSON object"), (b'{"requests": 1}', "'requests'"),
                         (b'{"baton": 5, "requests": []}', "'baton'"),
