@@ -16,7 +16,7 @@ help:
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[postgres,mysql,mssql,redis,metrics,server,examples,test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[postgres,mysql,mssql,redis,metrics,cache,server,examples,test]'
 	touch $@
 
 $(NODE_INSTALLED): package.json package-lock.json

@@ -26,6 +26,7 @@ from typing_extensions import Unpack
 
 from . import errors
 from .auth import Authenticator, run_steps, run_steps_async
+from .cache import CacheAnswer, ResultCache, make_stamps
 from .engine.executor import Executor
 from .engine.sessions import Sessions
 from .engine.work import Work
@@ -77,7 +78,7 @@ class SQLHTTPCore:
         self.claimed: tuple[Protocol[Any], ...] = (Neon(opts),)
         every = (self.polyscale, self.hrana, *self.claimed)
         self.cors = Cors(opts.cors_origins, [h for p in every for h in p.request_headers],
-                         ["x-request-id", *(h for p in every for h in p.exposed_headers)])
+                         ["x-request-id", "x-cache", "age", *(h for p in every for h in p.exposed_headers)])
         self.observer = Observer(opts)
         self.readiness = Readiness(opts.targets) if opts.health_path else None
         self._ready_path = opts.health_path + "/ready" if opts.health_path else ""
@@ -94,6 +95,8 @@ class SQLHTTPCore:
         self.executor.sessions = self.sessions
         self.sessions.reads(self.hrana.name, self._read_hrana)
         self.sessions.reads(CURSOR, self._read_hrana_cursor)
+        self.cache = ResultCache(opts, make_stamps(opts, namespace, self.sessions.directory))
+        self.executor.cache = self.cache
         self.aio: AsyncPostgres | None = None
         if opts.async_postgres and any(t.family == "postgresql" for t in opts.targets.values()):
             from .engine.aio import AsyncPostgres
@@ -265,7 +268,8 @@ class SQLHTTPCore:
             await gate.acquire()
         try:
             if (work.target.family == "sqlite" and self._inline_budget and (stream is None or stream.inline)
-                    and self.auth.is_quick(request, work)):
+                    and self.auth.is_quick(request, work)
+                    and not (self.cache.blocks and self.cache.watches(work.target))):
                 result = self._attempt(request, protocol, parsed, client, budget=self._inline_budget)
                 if not isinstance(result, errors.RunElsewhere):
                     return result
@@ -312,11 +316,43 @@ class SQLHTTPCore:
         """Authenticate (behind the brute-force brake), then run; the answer's body, or the exception."""
         work = parsed.work
         builder = protocol.builder(parsed, self.executor.limits[work.target.name])
+        run = partial(self.executor.run, work, builder=builder, budget=budget)
         try:
-            return run_steps(self.auth.attempt(request, work, client,
-                                               partial(self.executor.run, work, builder=builder, budget=budget)))
+            return run_steps(self.auth.attempt(request, work, client, self._cached(request, protocol, parsed, run)))
         except Exception as error:  # answered by _answer
             return error
+
+    def _cached(self, request: Request, protocol: Protocol[Any], parsed: Parsed, run: Callable[..., Any],
+                offload: Offload[Any] | None = None) -> Callable[[Any], Any]:
+        """``run(login)`` through the result cache: answered from it where it may be, and writes invalidating it
+        (:mod:`.cache`). Targets the cache has nothing to do with run as they are."""
+        work, cache = parsed.work, self.cache
+        if cache.enabled(work.target):
+            refresh = "no-cache" in request.headers.get("cache-control", "").lower() or (
+                getattr(parsed, "cache", True) is False)
+            arguments = (protocol.name, request.path, request.body, request.headers, protocol.cache_headers,
+                         refresh, work)
+            if offload is not None:
+                return lambda login: cache.run_async(*arguments, login, partial(run, login), offload)
+            return lambda login: cache.run(*arguments, login, partial(run, login))
+        if not cache.watches(work.target) or work.stream is not None:
+            return run
+        if offload is not None:
+            async def watched_async(login: Any) -> Any:
+                try:
+                    return await run(login)
+                finally:
+                    await offload(partial(cache.after, work, login)) if cache.blocks else cache.after(work, login)
+
+            return watched_async
+
+        def watched(login: Any) -> Any:
+            try:
+                return run(login)
+            finally:
+                cache.after(work, login)
+
+        return watched
 
     async def _attempt_async(self, request: Request, protocol: Protocol[Any], parsed: Parsed, client: str,
                              offload: Offload[Any]) -> Any:
@@ -324,9 +360,9 @@ class SQLHTTPCore:
         assert self.aio is not None
         work = parsed.work
         builder = cast("ResultBuilder", protocol.builder(parsed, self.executor.limits[work.target.name]))
+        run = self._cached(request, protocol, parsed, partial(self.aio.run, work, builder=builder), offload)
         try:
-            return await run_steps_async(self.auth.attempt(request, work, client,
-                                                           partial(self.aio.run, work, builder=builder)), offload)
+            return await run_steps_async(self.auth.attempt(request, work, client, run), offload)
         except Exception as error:  # answered by _answer
             return error
 
@@ -334,9 +370,13 @@ class SQLHTTPCore:
                 result: Any, started: float) -> Response:
         """Every answer the endpoint makes past its head: the body, or the error ``result``, in the protocol's
         shape, with its headers; observed. ``parsed`` is None if the request failed before it was parsed."""
+        cache_headers: list[tuple[str, str]] = []
+        if isinstance(result, CacheAnswer):
+            result, cache_headers = result.body, result.headers
         if isinstance(result, (bytes, list)):
             assert parsed is not None
             response = protocol.respond(parsed, result)
+            response.headers.extend(cache_headers)
         elif isinstance(result, errors.RateLimited):
             response = protocol.error_response(result)  # carries its own rate-limit headers
             admission = None
@@ -395,6 +435,10 @@ class SQLHTTPCore:
         parsed = self.hrana.read(target, body, credential)
         return parsed.work, self.hrana.builder(parsed, self.executor.limits[target.name])
 
+    def cache_gauges(self) -> tuple[int, int]:
+        """(entries, bytes) this process's result cache holds."""
+        return self.cache.stats()
+
     def session_gauges(self) -> dict[str, int]:
         """Per target: the interactive sessions this process holds."""
         return self.sessions.by_target()
@@ -405,6 +449,7 @@ class SQLHTTPCore:
 
     def close(self) -> None:
         self.sessions.close()
+        self.cache.close()
         if self.aio is not None:
             self.aio.close()
         self.engines.close()

@@ -69,6 +69,9 @@ class PoolSource(Protocol):
     def session_gauges(self) -> dict[str, int]:
         """Per target: the interactive sessions this process holds."""
 
+    def cache_gauges(self) -> tuple[int, int]:
+        """(entries, bytes) the result cache of this process holds."""
+
 
 _metrics: Metrics | None = None
 _metrics_lock = threading.Lock()
@@ -101,6 +104,27 @@ def session_handed_over(target: str) -> None:
     """A request for another worker's session, handed over to that worker."""
     if _metrics is not None:
         _metrics.handed_over.labels(target).inc()
+
+
+def cache_looked_up(target: str, result: str) -> None:
+    """A request on a cached target: ``hit``, ``miss``, ``refresh`` (asked to skip the cache) or ``bypass``."""
+    if _metrics is not None:
+        _metrics.cache_requests.labels(target, result).inc()
+
+
+def cache_bypassed(target: str, reason: str) -> None:
+    if _metrics is not None:
+        _metrics.cache_bypasses.labels(target, reason).inc()
+
+
+def cache_invalidated(target: str) -> None:
+    if _metrics is not None:
+        _metrics.cache_invalidations.labels(target).inc()
+
+
+def cache_evicted() -> None:
+    if _metrics is not None:
+        _metrics.cache_evictions.inc()
 
 
 def connect_refused_fast(target: str) -> None:
@@ -178,6 +202,20 @@ class Metrics:
                                       "expired (rolled back), or lost with their connection.", ["target", "reason"])
         self.handed_over = Counter("sqlhttp_sessions_handed_over", "Requests for a session another worker holds, "
                                    "handed over to it on its local socket.", ["target"])
+        self.cache_requests = Counter("sqlhttp_cache_requests", "Requests on targets with the result cache on, by "
+                                      "what it did: hit, miss, refresh (asked to skip it) or bypass.",
+                                      ["target", "result"])
+        self.cache_bypasses = Counter("sqlhttp_cache_bypasses", "Answers the cache did not keep, by why: the "
+                                      "statement's verdict (write, volatile, function, ...), batch, session, "
+                                      "too-large.", ["target", "reason"])
+        self.cache_invalidations = Counter("sqlhttp_cache_invalidations", "Writes that changed their database's "
+                                           "stamp, so that nothing cached before them answers again.", ["target"])
+        self.cache_evictions = Counter("sqlhttp_cache_evictions", "Cached answers dropped to stay within "
+                                       "cache_max_bytes.")
+        self.cache_entries = Gauge("sqlhttp_cache_entries", "Answers held by the in-process result caches.",
+                                   multiprocess_mode="livesum")
+        self.cache_bytes = Gauge("sqlhttp_cache_bytes", "Bytes of answers held by the in-process result caches.",
+                                 multiprocess_mode="livesum")
         self._answers: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # labels -> (counter, histogram) children
         self._sources: weakref.WeakSet[PoolSource] = weakref.WeakSet()
         self._shown: set[str] = set()  # targets the pool gauges have shown
@@ -222,6 +260,7 @@ class Metrics:
         """Set the pool gauges from the pools of this process."""
         totals: dict[str, list[int]] = {}
         sessions: dict[str, int] = {}
+        cached = [0, 0]
         for source in list(self._sources):
             for target, counts in source.pool_gauges().items():
                 total = totals.setdefault(target, [0, 0, 0])
@@ -229,11 +268,16 @@ class Metrics:
                     total[index] += count
             for target, count in source.session_gauges().items():
                 sessions[target] = sessions.get(target, 0) + count
+            entries, held = source.cache_gauges()
+            cached[0] += entries
+            cached[1] += held
         with self._sample_lock:
             for target in self._sessions_shown - sessions.keys():
                 sessions[target] = 0
             for target, count in sessions.items():
                 self.sessions.labels(target).set(count)
+            self.cache_entries.set(cached[0])
+            self.cache_bytes.set(cached[1])
             self._sessions_shown = set(sessions)
             for target in self._shown - totals.keys():
                 totals[target] = [0, 0, 0]  # its pools are gone: zero, not its last figures

@@ -9,7 +9,7 @@ checkers, so that ``pool_size="2"`` fails in mypy, not only at start-up; a test 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from sqlalchemy.engine import URL, make_url
@@ -97,6 +97,16 @@ OPTIONS: tuple[Option, ...] = (
            "their sockets; empty: one under the temporary directory, derived from the mount.", str),
     Option("session_host", "", "This host's name in batons, so another host can say whose session it is; empty: "
            "the machine's host name.", str),
+    Option("cache_ttl", 60.0, "Seconds a cached answer lives on a target with cache=True (the bound on staleness "
+           "from writes that do not go through the middleware).", float),
+    Option("cache_max_bytes", 64 * 1024 * 1024, "Most bytes of answers each process's result cache holds; the "
+           "least recently used go first.", int),
+    Option("cache_max_entry_bytes", 1024 * 1024, "Largest answer the result cache keeps.", int),
+    Option("cache_storage", "shm", "Where the cache's invalidation stamps live: shm (every worker of this host), "
+           "memory (this process only), or a redis:// URL (every host that shares it).", str),
+    Option("cache_shared_results", False, "Also keep cached answers in Redis (cache_storage), for every host; needs "
+           "cache_secret.", bool),
+    Option("cache_secret", "", "Key of the digests that name answers in Redis, the same on every host.", str),
     Option("slow_statement_log", 1.0, "Seconds over which a request's log line carries its statement's shape "
            "(without values); 0: never.", float),
 )
@@ -137,6 +147,9 @@ class Target:
     ``rate_limit`` caps the requests to this target per rate-limit window, on top of the mount's limit.
     ``read_only`` makes every session read-only, enforced by the database. ``statement_timeout``, ``max_rows`` and
     ``max_response_bytes`` override the mount's options for this target.
+
+    ``cache`` turns the result cache on for this target: True (answers live ``cache_ttl`` seconds) or a number of
+    seconds. Off by default. See ``docs/cache.md``.
     """
 
     url: str
@@ -148,6 +161,7 @@ class Target:
     statement_timeout: float | None = None
     max_rows: int | None = None
     max_response_bytes: int | None = None
+    cache: bool | float = False
 
 
 TargetSpec = str | Target
@@ -202,6 +216,12 @@ class OptionKeywords(TypedDict, total=False):
     session_secret: str
     session_dir: str
     session_host: str
+    cache_ttl: float
+    cache_max_bytes: int
+    cache_max_entry_bytes: int
+    cache_storage: str
+    cache_shared_results: bool
+    cache_secret: str
     slow_statement_log: float
 
 
@@ -220,6 +240,7 @@ class ResolvedTarget:
     statement_timeout: float | None = None
     max_rows: int | None = None
     max_response_bytes: int | None = None
+    cache_ttl: float = 0.0  # seconds a cached answer lives; 0: the result cache is off for this target
 
 
 def _positive_number(value: object) -> bool:
@@ -303,6 +324,9 @@ def _resolve(name: object, spec: object) -> ResolvedTarget:
         value = getattr(target, cap)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ConfigurationError(f"targets[{name!r}].{cap}: a positive integer, or None for the mount's")
+    cache = target.cache
+    if cache is not False and (cache is not True and not _positive_number(cache)):
+        raise ConfigurationError(f"targets[{name!r}].cache: True, False, or a positive number of seconds")
     known_providers = frozenset().union(*_PROVIDERS.values())
     if isinstance(target.providers, str) or not set(target.providers) <= known_providers:
         raise ConfigurationError(
@@ -322,6 +346,7 @@ def _resolve(name: object, spec: object) -> ResolvedTarget:
         statement_timeout=target.statement_timeout,
         max_rows=target.max_rows,
         max_response_bytes=target.max_response_bytes,
+        cache_ttl=0.0 if cache is False else -1.0 if cache is True else float(cache),  # -1: the mount's cache_ttl
     )
 
 
@@ -390,6 +415,12 @@ class Options:
     session_secret: str
     session_dir: str
     session_host: str
+    cache_ttl: float
+    cache_max_bytes: int
+    cache_max_entry_bytes: int
+    cache_storage: str
+    cache_shared_results: bool
+    cache_secret: str
     slow_statement_log: float
 
     @classmethod
@@ -419,7 +450,7 @@ class Options:
             raise ConfigurationError("request_id_header: empty, or a header name such as 'X-Request-Id'")
         values["request_id_header"] = header.lower()
         positive = ("pool_size", "max_engines", "max_body_bytes", "executor_threads", "max_rows", "max_response_bytes",
-                    "max_sql_bytes")
+                    "max_sql_bytes", "cache_max_bytes", "cache_max_entry_bytes")
         for name in positive:
             value = values[name]
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -437,16 +468,17 @@ class Options:
             value = values[name]
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigurationError(f"{name}: must be a whole number, 0 or more, got {value!r}")
-        for name in ("rate_limit_fail_open", "async_postgres"):
+        for name in ("rate_limit_fail_open", "async_postgres", "cache_shared_results"):
             if not isinstance(values[name], bool):
                 raise ConfigurationError(f"{name}: must be True or False, got {values[name]!r}")
         _check_storage(values["rate_limit_storage"])
-        for name in ("rate_limit_namespace", "session_secret", "session_dir", "session_host"):
+        for name in ("rate_limit_namespace", "session_secret", "session_dir", "session_host", "cache_secret"):
             if not isinstance(values[name], str):
                 raise ConfigurationError(f"{name}: must be a string")
         for name in ("pool_timeout", "idle_timeout", "engine_idle_timeout", "connect_timeout", "rate_limit_window",
                      "statement_timeout", "login_window", "deadline_grace", "body_timeout", "send_timeout",
-                     "drain_timeout", "reconnect_backoff", "session_idle_timeout", "session_max_lifetime"):
+                     "drain_timeout", "reconnect_backoff", "session_idle_timeout", "session_max_lifetime",
+                     "cache_ttl"):
             value = values[name]
             if not _positive_number(value):
                 raise ConfigurationError(f"{name}: must be a positive number of seconds, got {value!r}")
@@ -459,7 +491,26 @@ class Options:
         if not (_positive_number(budget) or budget == 0) or isinstance(budget, bool):
             raise ConfigurationError(f"inline_budget: must be 0 or a positive number of seconds, got {budget!r}")
         values["inline_budget"] = float(budget)
+        storage = values["cache_storage"]
+        if storage not in ("shm", "memory"):
+            try:
+                _check_storage(storage)
+            except ConfigurationError:
+                raise ConfigurationError("cache_storage: use 'shm', 'memory' or a redis:// URL") from None
+            if storage.startswith("shm://"):
+                raise ConfigurationError("cache_storage: use 'shm', 'memory' or a redis:// URL")
+        if values["cache_shared_results"] and (storage in ("shm", "memory") or not values["cache_secret"]):
+            raise ConfigurationError("cache_shared_results: needs cache_storage set to a redis:// URL and a "
+                                     "cache_secret shared by every host")
         values["targets"] = resolve_targets(values["targets"])
+        if any(t.cache_ttl for t in values["targets"].values()):
+            try:
+                import sqlglot  # noqa: F401
+            except ImportError:
+                raise ConfigurationError("cache: the result cache reads SQL with sqlglot: pip install "
+                                         "'sqlhttp-middleware[cache]'") from None
+            values["targets"] = {name: replace(t, cache_ttl=values["cache_ttl"]) if t.cache_ttl < 0 else t
+                                 for name, t in values["targets"].items()}
         for target in values["targets"].values():
             if target.server_login and not (target.users or target.api_keys) and values["authorize"] is None:
                 raise ConfigurationError(

@@ -88,6 +88,7 @@ class Executor:
         self.max_sql_bytes = options.max_sql_bytes
         self.grace = options.deadline_grace
         self.sessions: Any = None  # the core's .sessions.Sessions, which runs work on streams
+        self.cache: Any = None  # the core's result cache, which a stream's writes invalidate
 
     def session(self, work: Work) -> Session:
         """The timeout and read-only mode this work runs under; its deadline starts now."""

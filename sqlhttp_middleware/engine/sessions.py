@@ -116,6 +116,10 @@ class Sessions:
 
     # -- shared set-up, made on first use --------------------------------------------------------------------------
 
+    def directory(self) -> Path:
+        """The host's private directory (made on first use), shared with the result cache's stamps."""
+        return self._shared()[0]
+
     def _shared(self) -> tuple[Path, bytes]:
         if self._key is None or self._directory is None:
             with self._setup_lock:
@@ -176,7 +180,8 @@ class Sessions:
         target = work.target
         if stream.baton is None:
             lease = self._engines.lease(target, login.username, login.password, login.database)
-            connection = StreamConnection(self._executor, lease, target, budget=budget if stream.inline else None)
+            connection = StreamConnection(self._executor, lease, target, login.database,
+                                          budget=budget if stream.inline else None)
             if stream.closes:  # opened and closed in one request: nothing to hold
                 try:
                     program.run(connection)

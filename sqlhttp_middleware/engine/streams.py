@@ -29,11 +29,15 @@ __all__ = ["StreamConnection"]
 class StreamConnection:
     """The statements of a stream, run on its one leased connection."""
 
-    def __init__(self, executor: Executor, lease: Lease, target: ResolvedTarget, *,
+    def __init__(self, executor: Executor, lease: Lease, target: ResolvedTarget, database: str = "", *,
                  budget: float | None = None) -> None:
         self.executor = executor
         self.lease = lease
         self.target = target
+        self.database = database
+        cache = executor.cache
+        self._cache = cache if cache is not None and cache.watches(target) else None
+        self._unsaid = False  # writes the result cache has not been told of: it is, when they commit
         self.support: DialectSupport = dialect_support(target.family)
         self.limits: Limits = executor.limits[target.name]
         self.budget = budget  # on the event loop: a statement past it (or meeting a lock) raises RunElsewhere
@@ -95,13 +99,28 @@ class StreamConnection:
             Executor._close_cursor(lease, cursor, self._dbapi_error)
             if self.read_only_transaction and not self.in_transaction:
                 self.read_only_transaction = False
+            if self._cache is not None:
+                self._told(statement)
+
+    def _told(self, statement: Statement) -> None:
+        """Tell the result cache of this stream's writes once they committed (or their outcome is unknown)."""
+        assert self._cache is not None
+        if not self._unsaid and not self._cache.reads_only(self.target, statement):
+            self._unsaid = True
+        if self._unsaid and (self.lease.broken or not self.in_transaction):
+            self._unsaid = False
+            self._cache.written(self.target, self.database)
 
     def rollback(self) -> None:
         """End any transaction still open (the stream is closing, or expired)."""
         if self.lease.broken:
+            if self._unsaid and self._cache is not None:  # its writes may or may not have committed
+                self._unsaid = False
+                self._cache.written(self.target, self.database)
             return
         try:
             if self.support.in_transaction(self.lease.dbapi_connection):
                 self.lease.dbapi_connection.rollback()
         except Exception:
             self.lease.broken = True
+        self._unsaid = False  # rolled back (or, broken, the database rolls it back)

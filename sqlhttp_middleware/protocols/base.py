@@ -44,6 +44,8 @@ class Protocol(ABC, Generic[P]):
     request_headers: ClassVar[tuple[str, ...]] = ()
     # Response headers a browser client may read, beyond the rate-limit ones.
     exposed_headers: ClassVar[tuple[str, ...]] = ()
+    # Request headers that carry the login or shape the answer: part of a cached answer's key, with the body.
+    cache_headers: ClassVar[tuple[str, ...]] = ("authorization",)
 
     def __init__(self, options: Options) -> None:
         self.options = options

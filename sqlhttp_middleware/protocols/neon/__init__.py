@@ -59,6 +59,7 @@ class Neon(Protocol[NeonQuery]):
     media_types = frozenset({"application/json", "text/plain"})  # the driver sets no Content-Type: text/plain
     request_headers = (CONNECTION_STRING, "neon-raw-text-output", "neon-array-mode", *_BATCH_HEADERS)
     exposed_headers = _BATCH_HEADERS
+    cache_headers = ("authorization", CONNECTION_STRING, "neon-raw-text-output", "neon-array-mode", *_BATCH_HEADERS)
 
     def claims(self, headers: Mapping[str, str]) -> bool:
         return CONNECTION_STRING in headers

@@ -107,7 +107,10 @@ class PolyScale(Protocol[PolyScaleQuery]):
             transaction=transaction,
             timeout=timeout,
         )
-        return PolyScaleQuery(work, shape, row_mode, batch=batch is not None)
+        cache = document.get("cache", True)
+        if not isinstance(cache, bool):
+            raise errors.BadRequest("the field 'cache' must be true or false", field="cache")
+        return PolyScaleQuery(work, shape, row_mode, batch=batch is not None, cache=cache)
 
     def compile(self, target: ResolvedTarget, sql: str, bindings: Any) -> Statement:
         """knex's ``sql`` and ``bindings`` as a statement in the target driver's paramstyle."""

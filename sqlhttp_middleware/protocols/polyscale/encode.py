@@ -36,6 +36,7 @@ class PolyScaleQuery:
     shape: Literal["rows", "full"] = "rows"
     row_mode: Literal["object", "array"] = "object"
     batch: bool = False  # the body had "batch": answer {"results": [...]}
+    cache: bool = True  # false: the body asked to skip the result cache ("cache": false)
 
 
 def column_converters(batch: list[Any]) -> list[tuple[int, Callable[[Any], Any]]]:
