@@ -159,10 +159,10 @@ class ResultCache:
     def _plan(self, work: Work, headers: Mapping[str, str]) -> tuple[str, Verdict | None]:
         """("", verdict) to look the read up; (reason, None) to bypass."""
         stream = work.stream
-        if work.transaction is not None or len(work.statements) != 1:
-            return "batch", None
         if stream is not None and not (stream.baton is None and stream.closes and stream.inline):
             return "session", None
+        if work.transaction is not None or len(work.statements) != 1:
+            return "batch", None
         statement = work.statements[0]
         verdict = analyse(statement.sql, work.target.family, statement.paramstyle)
         if not verdict.cacheable:

@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import errors, metrics
 from ..dialects import DialectSupport, dialect_support
-from ..dialects.base import Session
+from ..dialects.base import Session, first_keyword
 from ..engines import Lease
 from ..options import ResolvedTarget
 from .deadline import Guard, deadline_passed
@@ -24,6 +24,9 @@ from .executor import Executor, connection_lost, support_end
 from .work import Limits, ResultBuilder, Statement
 
 __all__ = ["StreamConnection"]
+
+# Statements that change no data themselves: they open, mark or end a transaction.
+_TRANSACTION_WORDS = frozenset({"begin", "start", "commit", "end", "savepoint", "release", "rollback"})
 
 
 class StreamConnection:
@@ -105,7 +108,12 @@ class StreamConnection:
     def _told(self, statement: Statement) -> None:
         """Tell the result cache of this stream's writes once they committed (or their outcome is unknown)."""
         assert self._cache is not None
-        if not self._unsaid and not self._cache.reads_only(self.target, statement):
+        keyword = first_keyword(statement.sql)
+        if keyword == "rollback" and not self.lease.broken and not self.in_transaction:
+            self._unsaid = False  # undone (a ROLLBACK TO keeps the transaction open, and what it said)
+            return
+        if not self._unsaid and keyword not in _TRANSACTION_WORDS and not self._cache.reads_only(self.target,
+                                                                                                 statement):
             self._unsaid = True
         if self._unsaid and (self.lease.broken or not self.in_transaction):
             self._unsaid = False
