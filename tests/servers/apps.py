@@ -1,12 +1,14 @@
 """Host apps for the real-server tests: a plain WSGI app and a plain ASGI app, each with /sql mounted.
 
 Options come from the SQLHTTP_* environment variables, as in the examples; SQLHTTP_TEST_SQLITE adds a SQLite target
-``lite`` (login lite / lite-secret, or the API key lite-token for libSQL's client) over that file.
+``lite`` (login lite / lite-secret, or the API key lite-token for libSQL's client) over that file;
+SQLHTTP_TEST_CACHE (seconds) turns the result cache on for every target, with that TTL.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +23,11 @@ if os.environ.get("SQLHTTP_TEST_SQLITE"):
         f"sqlite:///{os.environ['SQLHTTP_TEST_SQLITE']}", users={"lite": "lite-secret"},
         api_keys={"edge": "lite-token", "other": "lite-other"},
     )
+if os.environ.get("SQLHTTP_TEST_CACHE"):
+    OPTIONS["targets"] = {
+        name: replace(spec if isinstance(spec, Target) else Target(spec), cache=float(os.environ["SQLHTTP_TEST_CACHE"]))
+        for name, spec in OPTIONS["targets"].items()
+    }
 
 
 def _host_wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
