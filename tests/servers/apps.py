@@ -8,8 +8,8 @@ SQLHTTP_TEST_CACHE (seconds) turns the result cache on for every target, with th
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from sqlhttp_middleware.asgi import SQLHTTPMiddleware as ASGIMiddleware
