@@ -37,6 +37,15 @@ Positional bindings:
 Named bindings:
   {curl("SELECT sku, name, price_cents FROM products WHERE price_cents < :max ORDER BY price_cents", {"max": 5000})}
 
+The result cache is on for the demo: send a query twice with curl -i and the second answer says X-Cache: HIT;
+an INSERT, UPDATE or DELETE in between makes the next one a MISS again.
+
+From edge code, with libSQL's client (npm install @libsql/client):
+
+  import {{ createClient }} from "@libsql/client";
+  const db = createClient({{ url: "{URL}/sql/demo/", authToken: "demo-token" }});
+  console.log((await db.execute("SELECT name FROM customers LIMIT 3")).rows);
+
 From edge code, with PolyScale's client (npm install @polyscale/serverless-js). That client cannot send
 provider "sqlite", so the demo target also answers to "postgres":
 

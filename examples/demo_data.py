@@ -70,7 +70,9 @@ def seed(path: Path = DEMO_DATABASE) -> Path:
 def demo_target(path: Path = DEMO_DATABASE) -> Target:
     if not path.exists():
         seed(path)
-    return Target(f"sqlite:///{path}", users={"demo": "demo"}, providers=("postgres",))
+    # The result cache on: run a SELECT twice and the second answer says X-Cache: HIT (curl -i shows it).
+    return Target(f"sqlite:///{path}", users={"demo": "demo"}, api_keys={"demo": "demo-token"},
+                  providers=("postgres",), cache=True)
 
 
 def middleware_options() -> dict[str, Any]:
