@@ -318,12 +318,13 @@ class SQLHTTPCore:
         builder = protocol.builder(parsed, self.executor.limits[work.target.name])
         run = partial(self.executor.run, work, builder=builder, budget=budget)
         try:
-            return run_steps(self.auth.attempt(request, work, client, self._cached(request, protocol, parsed, run)))
+            cached = self._cached(request, protocol, parsed, run, inline=budget is not None)
+            return run_steps(self.auth.attempt(request, work, client, cached))
         except Exception as error:  # answered by _answer
             return error
 
     def _cached(self, request: Request, protocol: Protocol[Any], parsed: Parsed, run: Callable[..., Any],
-                offload: Offload[Any] | None = None) -> Callable[[Any], Any]:
+                offload: Offload[Any] | None = None, inline: bool = False) -> Callable[[Any], Any]:
         """``run(login)`` through the result cache: answered from it where it may be, and writes invalidating it
         (:mod:`.cache`). Targets the cache has nothing to do with run as they are."""
         work, cache = parsed.work, self.cache
@@ -334,7 +335,7 @@ class SQLHTTPCore:
                          refresh, work)
             if offload is not None:
                 return lambda login: cache.run_async(*arguments, login, partial(run, login), offload)
-            return lambda login: cache.run(*arguments, login, partial(run, login))
+            return lambda login: cache.run(*arguments, login, partial(run, login), inline)
         if not cache.watches(work.target) or work.stream is not None:
             return run
         if offload is not None:

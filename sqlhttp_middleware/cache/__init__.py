@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import metrics
+from .. import errors, metrics
 from ..engine.work import Body, Login, Statement, Work
 from ..options import Options, ResolvedTarget
 from .analysis import Verdict, analyse
@@ -179,8 +179,12 @@ class ResultCache:
         return digest.digest()[:24]
 
     def run(self, protocol: str, path: str, body: bytes, headers: Mapping[str, str], names: Sequence[str],
-            refresh: bool, work: Work, login: Login, compute: Callable[[], Any]) -> Any:
-        """``compute()``'s answer, from the cache when it may be; what the cache did in its headers."""
+            refresh: bool, work: Work, login: Login, compute: Callable[[], Any], inline: bool = False) -> Any:
+        """``compute()``'s answer, from the cache when it may be; what the cache did in its headers.
+
+        ``inline``: on the event loop (SQLite within its budget), where nothing may wait: an identical miss
+        already running elsewhere sends this request to a thread (:class:`~..errors.RunElsewhere`) to wait there.
+        """
         target = work.target
         reason, verdict = self._plan(work, headers)
         if reason:
@@ -198,6 +202,8 @@ class ResultCache:
                 return hit
         flight, leader = self._join(key)
         if not leader:
+            if inline:
+                raise errors.RunElsewhere
             flight.done.wait(self._wait(target))
             if flight.body is not None:
                 metrics.cache_looked_up(target.name, "hit")
