@@ -35,8 +35,9 @@ from .health import Readiness, alive
 from .http import Cors, Request, Response
 from .metrics import Observer
 from .options import OptionKeywords, Options
-from .protocols import Hrana, Neon, PolyScale, Protocol
+from .protocols import Hrana, Neon, PlanetScaleHTTP, PolyScale, Protocol
 from .protocols.hrana import CURSOR
+from .protocols.planetscale import PREFIX as PLANETSCALE_PREFIX
 from .protocols.polyscale import openapi_document
 from .ratelimit import Admission, RateLimiter, client_address, namespace_for
 
@@ -72,11 +73,12 @@ class SQLHTTPCore:
         self._target_policies = {name: self.limiter.target_policy(t.rate_limit) for name, t in opts.targets.items()}
         self.polyscale = PolyScale(opts)
         self.hrana = Hrana(opts)  # at its own paths under the mount: {mount}/TARGET/v2/pipeline, ...
+        self.planetscale = PlanetScaleHTTP(opts)  # {mount}[/TARGET]/psdb.v1alpha1.Database/..., and at the root
         self._hrana_prefix = opts.path.rstrip("/") + "/"
         # Protocols that claim a request at the shared path by a header of their own, tried in order; PolyScale's
         # answers the rest.
         self.claimed: tuple[Protocol[Any], ...] = (Neon(opts),)
-        every = (self.polyscale, self.hrana, *self.claimed)
+        every = (self.polyscale, self.hrana, self.planetscale, *self.claimed)
         self.cors = Cors(opts.cors_origins, [h for p in every for h in p.request_headers],
                          ["x-request-id", "x-cache", "age", *(h for p in every for h in p.exposed_headers)])
         self.observer = Observer(opts)
@@ -95,6 +97,7 @@ class SQLHTTPCore:
         self.executor.sessions = self.sessions
         self.sessions.reads(self.hrana.name, self._read_hrana)
         self.sessions.reads(CURSOR, self._read_hrana_cursor)
+        self.sessions.reads(self.planetscale.name, self._read_planetscale)
         self.cache = ResultCache(opts, make_stamps(opts, namespace, self.sessions.directory))
         self.executor.cache = self.cache
         self.aio: AsyncPostgres | None = None
@@ -112,14 +115,20 @@ class SQLHTTPCore:
 
     def matches(self, path: str) -> bool:
         """True for the paths this mount answers: the endpoint, its pages, and the Hrana paths under it."""
-        return path in self.paths or (path.startswith(self._hrana_prefix)
-                                      and self.hrana.paths.fullmatch(path) is not None)
+        if path in self.paths:
+            return True
+        if PLANETSCALE_PREFIX in path:
+            return self.planetscale.serves(path)
+        return path.startswith(self._hrana_prefix) and self.hrana.paths.fullmatch(path) is not None
 
     def route(self, headers: Mapping[str, str], path: str | None = None) -> Protocol[Any]:
         """The protocol that answers a request: libSQL's at its own paths, and at the endpoint's, the one whose
         header the request carries (PolyScale's without)."""
-        if path is not None and path != self.options.path and path.startswith(self._hrana_prefix):
-            return self.hrana
+        if path is not None and path != self.options.path:
+            if PLANETSCALE_PREFIX in path and self.planetscale.serves(path):
+                return self.planetscale
+            if path.startswith(self._hrana_prefix):
+                return self.hrana
         for protocol in self.claimed:
             if protocol.claims(headers):
                 return protocol
@@ -443,6 +452,10 @@ class SQLHTTPCore:
     def session_gauges(self) -> dict[str, int]:
         """Per target: the interactive sessions this process holds."""
         return self.sessions.by_target()
+
+    def _read_planetscale(self, target: Any, body: bytes, credential: str) -> tuple[Work, Any]:
+        parsed = self.planetscale.read(target, body, credential)
+        return parsed.work, self.planetscale.builder(parsed, self.executor.limits[target.name])
 
     def _read_hrana_cursor(self, target: Any, body: bytes, credential: str) -> tuple[Work, Any]:
         parsed = self.hrana.read_cursor(target, body, credential)

@@ -97,6 +97,10 @@ OPTIONS: tuple[Option, ...] = (
            "their sockets; empty: one under the temporary directory, derived from the mount.", str),
     Option("session_host", "", "This host's name in batons, so another host can say whose session it is; empty: "
            "the machine's host name.", str),
+    Option("planetscale_root", False, "Answer PlanetScale's driver at the origin's root (/psdb.v1alpha1.Database/"
+           "Execute), outside the mount, where the driver posts.", bool),
+    Option("planetscale_target", "", "The target PlanetScale's endpoints serve at the root and at the mount's "
+           "path; empty: the only MySQL/MariaDB target.", str),
     Option("cache_ttl", 60.0, "Seconds a cached answer lives on a target with cache=True (the bound on staleness "
            "from writes that do not go through the middleware).", float),
     Option("cache_max_bytes", 64 * 1024 * 1024, "Most bytes of answers each process's result cache holds; the "
@@ -216,6 +220,8 @@ class OptionKeywords(TypedDict, total=False):
     session_secret: str
     session_dir: str
     session_host: str
+    planetscale_root: bool
+    planetscale_target: str
     cache_ttl: float
     cache_max_bytes: int
     cache_max_entry_bytes: int
@@ -415,6 +421,8 @@ class Options:
     session_secret: str
     session_dir: str
     session_host: str
+    planetscale_root: bool
+    planetscale_target: str
     cache_ttl: float
     cache_max_bytes: int
     cache_max_entry_bytes: int
@@ -468,11 +476,12 @@ class Options:
             value = values[name]
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigurationError(f"{name}: must be a whole number, 0 or more, got {value!r}")
-        for name in ("rate_limit_fail_open", "async_postgres", "cache_shared_results"):
+        for name in ("rate_limit_fail_open", "async_postgres", "cache_shared_results", "planetscale_root"):
             if not isinstance(values[name], bool):
                 raise ConfigurationError(f"{name}: must be True or False, got {values[name]!r}")
         _check_storage(values["rate_limit_storage"])
-        for name in ("rate_limit_namespace", "session_secret", "session_dir", "session_host", "cache_secret"):
+        for name in ("rate_limit_namespace", "session_secret", "session_dir", "session_host", "cache_secret",
+                     "planetscale_target"):
             if not isinstance(values[name], str):
                 raise ConfigurationError(f"{name}: must be a string")
         for name in ("pool_timeout", "idle_timeout", "engine_idle_timeout", "connect_timeout", "rate_limit_window",
@@ -503,6 +512,13 @@ class Options:
             raise ConfigurationError("cache_shared_results: needs cache_storage set to a redis:// URL and a "
                                      "cache_secret shared by every host")
         values["targets"] = resolve_targets(values["targets"])
+        served = values["planetscale_target"]
+        if served and (served not in values["targets"] or values["targets"][served].family != "mysql"):
+            raise ConfigurationError("planetscale_target: the name of a MySQL or MariaDB target")
+        if values["planetscale_root"] and not served and sum(
+                t.family == "mysql" for t in values["targets"].values()) != 1:
+            raise ConfigurationError("planetscale_root: name the target it serves with planetscale_target (there is "
+                                     "not exactly one MySQL/MariaDB target)")
         if any(t.cache_ttl for t in values["targets"].values()):
             try:
                 import sqlglot  # noqa: F401

@@ -240,6 +240,10 @@ class CursorInfo:
     def last_insert_id(self) -> int | None:
         return self.support.last_insert_id(self.cursor)
 
+    def driver_fields(self) -> Any:
+        """The driver's own column descriptions, where it has them (PyMySQL's field packets)."""
+        return getattr(getattr(self.cursor, "_result", None), "fields", None)
+
 
 def isolation_sql(transaction: Transaction) -> str:
     """``ISOLATION LEVEL ...`` as SQL spells it, or an empty string."""

@@ -86,7 +86,19 @@ class MySQLSupport(NumberedErrors):
 
         # Unbuffered: rows are read from the socket as they are consumed, never all at once.
         cursor = dbapi_connection.cursor(pymysql.cursors.SSCursor)
-        cursor.execute(statement.sql, list(statement.params))
+        # Only the DB-API's %s style is formatted; SQL that comes whole (PlanetScale's driver inlines its values)
+        # keeps its % signs as they are.
+        params = list(statement.params) if statement.paramstyle == "format" else None
+        if not text_values:
+            cursor.execute(statement.sql, params)
+            return cursor, fetch_batches(cursor, batch)
+        # Values as the server sent them: bytes, undecoded (the converters are chosen as the result starts).
+        decoders, use_unicode = dbapi_connection.decoders, dbapi_connection.use_unicode
+        dbapi_connection.decoders, dbapi_connection.use_unicode = {}, False
+        try:
+            cursor.execute(statement.sql, params)
+        finally:
+            dbapi_connection.decoders, dbapi_connection.use_unicode = decoders, use_unicode
         return cursor, fetch_batches(cursor, batch)
 
     def abandon(self, lease: Any, cursor: Any, batches: Iterator[Any]) -> None:
@@ -136,6 +148,11 @@ class MySQLSupport(NumberedErrors):
         if code in (1044, 1227):
             return errors.PermissionDenied(self.error_message(exc))
         return super().translate_connect_error(exc, target, username)
+
+    def translate_error(self, exc: BaseException, timeout: float = 0.0) -> errors.SQLHTTPError:
+        error = super().translate_error(exc, timeout)
+        error.sqlstate = error.sqlstate or getattr(exc, "sqlstate", None)  # PyMySQL 1.2 keeps the packet's
+        return error
 
     def error_message(self, exc: BaseException) -> str:
         args: tuple[Any, ...] = getattr(exc, "args", ())

@@ -181,7 +181,7 @@ class Sessions:
         if stream.baton is None:
             lease = self._engines.lease(target, login.username, login.password, login.database)
             connection = StreamConnection(self._executor, lease, target, login.database,
-                                          budget=budget if stream.inline else None)
+                                          budget=budget if stream.inline else None, text_values=work.text_values)
             if stream.closes:  # opened and closed in one request: nothing to hold
                 try:
                     program.run(connection)

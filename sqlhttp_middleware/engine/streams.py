@@ -33,7 +33,7 @@ class StreamConnection:
     """The statements of a stream, run on its one leased connection."""
 
     def __init__(self, executor: Executor, lease: Lease, target: ResolvedTarget, database: str = "", *,
-                 budget: float | None = None) -> None:
+                 budget: float | None = None, text_values: bool = False) -> None:
         self.executor = executor
         self.lease = lease
         self.target = target
@@ -47,6 +47,7 @@ class StreamConnection:
         self.read_only_transaction = False  # the client opened a read-only transaction: no writes until it ends
         self.statements = 0  # run on this connection, this request
         self.state: dict[str, Any] = {}  # what the protocol keeps on the stream (libSQL's stored SQL texts)
+        self.text_values = text_values  # values as the database's own text (PlanetScale's bytes)
         self._dbapi_error: type[BaseException] = lease.entry.engine.dialect.loaded_dbapi.Error
 
     @property
@@ -82,8 +83,11 @@ class StreamConnection:
                 kills = support.needs_watchdog(engine.dialect)
                 guard = Guard(executor.watchdog, soft_at=deadline, hard_at=deadline + grace, grace=grace, fd=fd,
                               cancel=partial(support.kill_query, connection, engine) if kills else None)
-            support.prepare_session(connection, session, engine.dialect)
-            cursor = Executor._statement(lease, support, index, statement, False, builder)
+            if support.family == "sqlite" or not support.in_transaction(connection):
+                # MySQL refuses to change a transaction's read-only mode inside it; its timeouts, set before the
+                # transaction began, still hold each statement (and the watchdog stops what they do not cover).
+                support.prepare_session(connection, session, engine.dialect)
+            cursor = Executor._statement(lease, support, index, statement, self.text_values, builder)
         except self._dbapi_error as exc:
             if guard is not None and guard.abandoned:
                 lease.broken = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .base import Parsed, Protocol
 from .hrana import Hrana
 from .neon import Neon
+from .planetscale import PlanetScale as PlanetScaleHTTP
 from .polyscale import PolyScale
 
-__all__ = ["Hrana", "Neon", "Parsed", "PolyScale", "Protocol"]
+__all__ = ["Hrana", "Neon", "Parsed", "PlanetScaleHTTP", "PolyScale", "Protocol"]
