@@ -25,6 +25,9 @@ from .work import Limits, ResultBuilder, Statement
 
 __all__ = ["StreamConnection"]
 
+# Statements that change the connection itself (not its data): a stream that ran one closes its connection when it
+# ends, rather than pool it with what it set.
+_CONNECTION_STATE = frozenset({"set", "use", "pragma", "attach", "detach"})
 # Statements that change no data themselves: they open, mark or end a transaction.
 _TRANSACTION_WORDS = frozenset({"begin", "start", "commit", "end", "savepoint", "release", "rollback"})
 
@@ -48,6 +51,7 @@ class StreamConnection:
         self.statements = 0  # run on this connection, this request
         self.state: dict[str, Any] = {}  # what the protocol keeps on the stream (libSQL's stored SQL texts)
         self.text_values = text_values  # values as the database's own text (PlanetScale's bytes)
+        self.changed = False  # it ran a SET, USE or PRAGMA: not to be pooled again
         self._dbapi_error: type[BaseException] = lease.entry.engine.dialect.loaded_dbapi.Error
 
     @property
@@ -63,6 +67,8 @@ class StreamConnection:
         :class:`errors.SQLHTTPError`; a transaction stays open whatever happens, unless the database ended it."""
         if self.lease.broken:
             raise errors.DatabaseUnavailable("the stream's connection was lost; open a new stream")
+        if first_keyword(statement.sql) in _CONNECTION_STATE:
+            self.changed = True
         executor, support, lease = self.executor, self.support, self.lease
         connection = lease.dbapi_connection
         engine = lease.entry.engine
@@ -124,7 +130,8 @@ class StreamConnection:
             self._cache.written(self.target, self.database)
 
     def rollback(self) -> None:
-        """End any transaction still open (the stream is closing, or expired)."""
+        """End any transaction still open (the stream is closing, or expired); a connection whose state the
+        client changed is marked broken, to be closed rather than pooled."""
         if self.lease.broken:
             if self._unsaid and self._cache is not None:  # its writes may or may not have committed
                 self._unsaid = False
@@ -136,3 +143,5 @@ class StreamConnection:
         except Exception:
             self.lease.broken = True
         self._unsaid = False  # rolled back (or, broken, the database rolls it back)
+        if self.changed:
+            self.lease.broken = True

@@ -299,12 +299,18 @@ def _vitess_type(field: Any) -> str | None:
 
 def _field(field: Any) -> dict[str, Any]:
     """The metadata the driver and the ORMs read; zero values left out, as PlanetScale's protojson does."""
-    entry: dict[str, Any] = {"name": field.name}
+    entry: dict[str, Any] = {"name": _text(field.name)}
     kind = _vitess_type(field)
-    for key, value in (("type", kind), ("table", field.table_name), ("orgTable", field.org_table),
-                       ("database", field.db), ("orgName", field.org_name), ("columnLength", field.length),
+    for key, value in (("type", kind), ("table", _text(field.table_name)), ("orgTable", _text(field.org_table)),
+                       ("database", _text(field.db)), ("orgName", _text(field.org_name)),
+                       ("columnLength", field.length),
                        ("charset", field.charsetnr), ("decimals", field.scale if field.scale < 31 else 0),
                        ("flags", field.flags)):
         if value:
             entry[key] = value
     return entry
+
+
+def _text(name: Any) -> str:
+    """A name from a field packet: PyMySQL leaves some undecoded while a result's values are read as bytes."""
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name or "")
