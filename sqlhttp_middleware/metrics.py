@@ -94,8 +94,8 @@ def connection_abandoned(target: str, reason: str) -> None:
 
 
 def session_ended(target: str, reason: str) -> None:
-    """A session ended: ``closed`` by its client, ``expired`` (idle or too old; rolled back), or ``lost`` (its
-    connection broke)."""
+    """A session ended: ``closed`` by its client, ``expired`` (idle or too old; rolled back), ``abandoned`` (its
+    client went away before its answer), or ``lost`` (its connection broke)."""
     if _metrics is not None:
         _metrics.sessions_ended.labels(target, reason).inc()
 
@@ -199,7 +199,7 @@ class Metrics:
         self.sessions = Gauge("sqlhttp_sessions", "Interactive sessions open (each holds a pooled connection).",
                               ["target"], multiprocess_mode="livesum")
         self.sessions_ended = Counter("sqlhttp_sessions_ended", "Interactive sessions ended: closed by their client, "
-                                      "expired (rolled back), or lost with their connection.", ["target", "reason"])
+                                      "expired or abandoned by it (rolled back), or lost with their connection.", ["target", "reason"])
         self.handed_over = Counter("sqlhttp_sessions_handed_over", "Requests for a session another worker holds, "
                                    "handed over to it on its local socket.", ["target"])
         self.cache_requests = Counter("sqlhttp_cache_requests", "Requests on targets with the result cache on, by "

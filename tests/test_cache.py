@@ -317,3 +317,43 @@ def test_the_cache_header_is_readable_by_browsers(make_client: MakeClient, datab
     exposed = reply.headers["access-control-expose-headers"].lower()
     assert "x-cache" in exposed and "age" in exposed
     json.loads(reply.body)
+
+
+def test_a_read_sent_after_a_write_never_takes_an_identical_misss_older_answer(
+        database: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The leader of an identical miss is held just after it stored its answer (a thread preempted there), with its
+    # flight still open; a write is acknowledged; an identical read sent after it must not take the leader's answer.
+    from sqlhttp_middleware.cache import ResultCache
+
+    client = make_wsgi_client(options(tmp_path, {"lite": lite(database)}, pool_size=4))
+    original = ResultCache._store
+    stored, release, armed = threading.Event(), threading.Event(), [True]
+
+    def held_store(self: ResultCache, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, *args, **kwargs)
+        if armed[0]:
+            armed[0] = False
+            stored.set()
+            release.wait(5)
+        return result
+
+    monkeypatch.setattr(ResultCache, "_store", held_store)
+    replies: dict[str, Reply] = {}
+    try:
+        leader = threading.Thread(target=lambda: replies.setdefault("leader", query(client, "SELECT count(*) AS n "
+                                                                                             "FROM t")))
+        leader.start()
+        assert stored.wait(5)
+        query(client, "INSERT INTO t (note) VALUES ('acknowledged')")
+        follower = threading.Thread(target=lambda: replies.setdefault("follower", query(client, "SELECT count(*) "
+                                                                                                 "AS n FROM t")))
+        follower.start()
+        time.sleep(0.3)
+        release.set()
+        leader.join()
+        follower.join()
+    finally:
+        release.set()
+        client.close()
+    assert replies["leader"].json() == [{"n": 1}]
+    assert seen(replies["follower"]) == ("MISS", [{"n": 2}])

@@ -69,11 +69,14 @@ class _Entry:
 
 
 class _Flight:
-    __slots__ = ("body", "done")
+    """An identical miss running now: its answer, and the stamps its leader read before its statement ran."""
 
-    def __init__(self) -> None:
+    __slots__ = ("body", "done", "stamps")
+
+    def __init__(self, stamps: tuple[int, ...]) -> None:
         self.done = threading.Event()
         self.body: bytes | None = None
+        self.stamps = stamps
 
 
 def identity(target: ResolvedTarget, database: str) -> str:
@@ -110,7 +113,7 @@ class ResultCache:
         self._bytes = 0
         self._lock = threading.Lock()
         self._flights: dict[bytes, _Flight] = {}
-        self._async_flights: dict[bytes, asyncio.Future[bytes | None]] = {}
+        self._async_flights: dict[bytes, tuple[tuple[int, ...], asyncio.Future[bytes | None]]] = {}
         self.max_bytes = options.cache_max_bytes
         self.max_entry_bytes = options.cache_max_entry_bytes
         self._shared_results = options.cache_shared_results
@@ -200,12 +203,15 @@ class ResultCache:
             hit = self._hit(key, stamps, target, protocol, path, body, headers, names)
             if hit is not None:
                 return hit
-        flight, leader = self._join(key)
+        flight, leader = self._join(key, stamps)
         if not leader:
             if inline:
                 raise errors.RunElsewhere
             flight.done.wait(self._wait(target))
-            if flight.body is not None:
+            # Only an answer whose statement ran after every write this request could know of: the same stamps,
+            # read by the leader before its statement, as read by this request when it came (random stamps are
+            # equal only if nothing changed them in between).
+            if flight.body is not None and flight.stamps == stamps:
                 metrics.cache_looked_up(target.name, "hit")
                 return CacheAnswer(flight.body, [("x-cache", "HIT"), ("age", "0")])
         try:
@@ -216,7 +222,8 @@ class ResultCache:
         finally:
             if leader:
                 with self._lock:
-                    self._flights.pop(key, None)
+                    if self._flights.get(key) is flight:
+                        del self._flights[key]
                 flight.done.set()
         return CacheAnswer(answer, _missed(target.name, refresh))
 
@@ -248,20 +255,21 @@ class ResultCache:
             if hit is not None:
                 return hit
         waiting = self._async_flights.get(key)
-        if waiting is not None:
-            shared = await asyncio.shield(waiting)
+        if waiting is not None and waiting[0] == stamps:  # see run(): only under the same stamps
+            shared = await asyncio.shield(waiting[1])
             if shared is not None:
                 metrics.cache_looked_up(target.name, "hit")
                 return CacheAnswer(shared, [("x-cache", "HIT"), ("age", "0")])
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        self._async_flights[key] = future
+        flight = (stamps, future)
+        self._async_flights[key] = flight
         stored: bytes | None = None
         try:
             answer = await computed()
             stored = await call(lambda: self._store(key, answer, stamps, stamp_keys, target, protocol, path, body,
                                                     headers, names))
         finally:
-            if self._async_flights.get(key) is future:
+            if self._async_flights.get(key) is flight:
                 del self._async_flights[key]
             future.set_result(stored)
         return CacheAnswer(answer, _missed(target.name, refresh))
@@ -270,12 +278,12 @@ class ResultCache:
         timeout = target.statement_timeout or self._options.statement_timeout
         return timeout + self._options.deadline_grace + self._options.pool_timeout
 
-    def _join(self, key: bytes) -> tuple[_Flight, bool]:
+    def _join(self, key: bytes, stamps: tuple[int, ...]) -> tuple[_Flight, bool]:
         with self._lock:
             flight = self._flights.get(key)
-            if flight is not None:
+            if flight is not None and flight.stamps == stamps:
                 return flight, False
-            flight = self._flights[key] = _Flight()
+            flight = self._flights[key] = _Flight(stamps)  # (one under other stamps is not joined: it may predate)
             return flight, True
 
     def _hit(self, key: bytes, stamps: tuple[int, ...], target: ResolvedTarget, protocol: str, path: str,

@@ -40,6 +40,7 @@ from .._process import current_pid
 from ..engines import EngineCache
 from ..options import Options
 from . import handover
+from .deadline import current_abort
 from .executor import Executor
 from .streams import StreamConnection
 from .work import Body, Login, StreamProgram, Work
@@ -232,6 +233,12 @@ class Sessions:
         if program.closed or session.stream.broken:
             self._close(session)
             return program.finish(None)
+        abort = current_abort.get()
+        if abort is not None and abort.aborted:
+            # The client has gone: nobody will have the baton of this answer, so the session could only idle out
+            # holding its connection. It ends now; its transaction is rolled back.
+            self._close(session, "abandoned")
+            raise errors.StreamExpired("the client went away; its stream was closed and rolled back")
         session.seq += 1
         session.last_used = time.monotonic()
         session.stream.statements = 0
