@@ -199,7 +199,8 @@ class Metrics:
         self.sessions = Gauge("sqlhttp_sessions", "Interactive sessions open (each holds a pooled connection).",
                               ["target"], multiprocess_mode="livesum")
         self.sessions_ended = Counter("sqlhttp_sessions_ended", "Interactive sessions ended: closed by their client, "
-                                      "expired or abandoned by it (rolled back), or lost with their connection.", ["target", "reason"])
+                                      "expired or abandoned by it (rolled back), or lost with their connection.",
+                                      ["target", "reason"])
         self.handed_over = Counter("sqlhttp_sessions_handed_over", "Requests for a session another worker holds, "
                                    "handed over to it on its local socket.", ["target"])
         self.cache_requests = Counter("sqlhttp_cache_requests", "Requests on targets with the result cache on, by "
