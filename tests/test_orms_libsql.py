@@ -396,8 +396,6 @@ def test_transactions_reached_several_workers(runs: Runs) -> None:
     assert len(workers) >= 2, workers
 
 
-@pytest.mark.xfail(strict=True, reason="SQLite targets run with foreign_keys off, where sqld has them on "
-                   "(/tmp/hrana-bugs.md #4): the orphan is accepted")
 @pytest.mark.parametrize("orm", list(PREFIXES))
 def test_foreign_keys_are_enforced_as_by_sqld(runs: Runs, orm: str) -> None:
     """A book whose author does not exist (inserted in a transaction that is then rolled back, so the other steps

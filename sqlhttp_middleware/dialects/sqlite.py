@@ -44,6 +44,10 @@ class SQLiteSupport(DialectSupport):
 
         dbapi_connection.set_authorizer(authorize)
         dbapi_connection.text_factory = utf8_or_bytes
+        # Foreign keys enforced, as sqld (libSQL's server) enforces them: SQLite's own default (off) is kept only for
+        # compatibility with schemas of before 2009, and a client cannot turn it on for itself (the PRAGMA does
+        # nothing inside a transaction, and outside one lasts only for one request's connection).
+        dbapi_connection.execute("PRAGMA foreign_keys = ON")
 
     def prepare_session(self, dbapi_connection: Any, session: Session, server: Any) -> None:
         dbapi_connection.execute(f"PRAGMA query_only = {int(session.read_only)}")
