@@ -105,6 +105,7 @@ class Sessions:
     def _reset(self) -> None:
         self._lock = threading.Lock()
         self._sessions: dict[str, _Session] = {}
+        self._opening: dict[str, int] = {}  # per target: requests opening a session, in the pool's queue
         self._pid = current_pid()
         self.worker = f"{self._pid}-{secrets.token_hex(3)}"
         self._listener: handover.Listener | None = None
@@ -180,7 +181,7 @@ class Sessions:
         assert stream is not None
         target = work.target
         if stream.baton is None:
-            lease = self._engines.lease(target, login.username, login.password, login.database)
+            lease = self._lease(work, login)
             connection = StreamConnection(self._executor, lease, target, login.database,
                                           budget=budget if stream.inline else None, text_values=work.text_values)
             if stream.closes:  # opened and closed in one request: nothing to hold
@@ -205,6 +206,29 @@ class Sessions:
         if baton.worker == self.worker:
             return self._continue(baton, binding, program)
         return self._hand_over(baton, binding, work)
+
+    def _lease(self, work: Work, login: Login) -> Any:
+        """A pooled connection for a stream. Requests that would open a session wait for one on their thread, while
+        the sessions that hold the pool need a thread for the request that frees it (the COMMIT): so no more of them
+        wait at once than the pool has connections, and the others answer busy at once, leaving the rest of the
+        threads to the sessions' requests."""
+        target, stream = work.target, work.stream
+        assert stream is not None
+        if stream.closes:
+            return self._engines.lease(target, login.username, login.password, login.database)
+        with self._lock:
+            waiting = self._opening.get(target.name, 0)
+            size = self._options.pool_size
+            if waiting >= size:
+                raise errors.PoolTimeout(
+                    f"all {size} connections to target {target.name!r} are taken, and {waiting} more requests "
+                    "that would open a session already wait for one; try again shortly", headers={"Retry-After": "1"})
+            self._opening[target.name] = waiting + 1
+        try:
+            return self._engines.lease(target, login.username, login.password, login.database)
+        finally:
+            with self._lock:
+                self._opening[target.name] -= 1
 
     def _continue(self, baton: _Baton, binding: bytes, program: StreamProgram) -> Body:
         with self._lock:
