@@ -38,3 +38,15 @@ def test_readme_gives_the_two_commands() -> None:
     assert "make demo" in readme and "make test" in readme
     for link in re.findall(r"\]\((docs/[^)#]+)", readme):
         assert (ROOT / link).exists(), link
+
+
+def test_libsql_page_documents_the_codes_hrana_answers() -> None:
+    from sqlhttp_middleware.protocols.hrana import _CODES
+
+    rows = table_rows("docs/protocols/libsql.md")
+    statuses = {code: int(row[0]) for row in rows if row[0].isdigit() for code in re.findall(r"`([A-Z_]+)`", row[1])}
+    for cls in all_error_classes():
+        if cls.sessions_only and not cls.__subclasses__():  # a stream's refusals (the base is never raised)
+            assert statuses.get(cls.code) == cls.status, f"{cls.code} ({cls.status}) is not in the libSQL page"
+    inside = {code for row in rows for code in re.findall(r"^`([A-Z_]+)`$", row[0])}
+    assert set(_CODES.values()) <= inside, "a code libSQL's pipelines answer is not in the libSQL page"
