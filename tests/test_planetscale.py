@@ -258,3 +258,20 @@ def test_a_statement_timeout_answers_inside_the_200(make_client: MakeClient, mar
     slow = answer(execute(client, maria_database, "SELECT count(*) FROM information_schema.columns a, "
                                                   "information_schema.columns b, information_schema.columns c"))
     assert slow["error"]["code"] == "DEADLINE_EXCEEDED" and "(errno 1969)" in slow["error"]["message"]
+
+
+def test_set_transaction_holds_nothing_and_reaches_the_next_begin(client: Client, maria_database: Database,
+                                                                  table: str) -> None:
+    # Prisma's adapter sends SET TRANSACTION on one driver connection and BEGIN on another: nothing may wait for it.
+    carried = answer(execute(client, maria_database, "SET TRANSACTION READ ONLY"))["session"]
+    assert carried["signature"] == "" and carried["vitessSession"]["nextTransaction"] == "SET TRANSACTION READ ONLY"
+    assert client.core.sessions.count() == 0 and client.core.pool_stats()["checked_out"] == 0
+    begun = answer(execute(client, maria_database, "BEGIN", carried))["session"]  # Kysely's way: the same connection
+    write = answer(execute(client, maria_database, f"INSERT INTO {table} (v) VALUES ('no')", begun))
+    assert "(errno 1792)" in write["error"]["message"]  # the transaction is read-only, as set
+    answer(execute(client, maria_database, "ROLLBACK", write["session"]))
+    forged = {"signature": "", "vitessSession": {"nextTransaction": "SET TRANSACTION READ ONLY; DROP TABLE x"}}
+    begun = answer(execute(client, maria_database, "BEGIN", forged))["session"]  # only its own words travel
+    inserted = answer(execute(client, maria_database, f"INSERT INTO {table} (v) VALUES ('yes')", begun))
+    assert "error" not in inserted
+    answer(execute(client, maria_database, "ROLLBACK", inserted["session"]))

@@ -62,9 +62,11 @@ class StreamConnection:
     def in_transaction(self) -> bool:
         return not self.lease.broken and self.support.in_transaction(self.lease.dbapi_connection)
 
-    def execute(self, index: int, statement: Statement, builder: ResultBuilder) -> None:
+    def execute(self, index: int, statement: Statement, builder: ResultBuilder, *, prepare: bool = True) -> None:
         """Run ``statement`` into ``builder`` (``index``: its place in the answer). Its failure is raised as an
-        :class:`errors.SQLHTTPError`; a transaction stays open whatever happens, unless the database ended it."""
+        :class:`errors.SQLHTTPError`; a transaction stays open whatever happens, unless the database ended it.
+        ``prepare=False``: the statement before prepared the session, and what it set must reach this one (a
+        ``SET TRANSACTION`` and its ``BEGIN``)."""
         if self.lease.broken:
             raise errors.DatabaseUnavailable("the stream's connection was lost; open a new stream")
         if first_keyword(statement.sql) in _CONNECTION_STATE:
@@ -89,7 +91,7 @@ class StreamConnection:
                 kills = support.needs_watchdog(engine.dialect)
                 guard = Guard(executor.watchdog, soft_at=deadline, hard_at=deadline + grace, grace=grace, fd=fd,
                               cancel=partial(support.kill_query, connection, engine) if kills else None)
-            if support.family == "sqlite" or not support.in_transaction(connection):
+            if prepare and (support.family == "sqlite" or not support.in_transaction(connection)):
                 # MySQL refuses to change a transaction's read-only mode inside it; its timeouts, set before the
                 # transaction began, still hold each statement (and the watchdog stops what they do not cover).
                 support.prepare_session(connection, session, engine.dialect)

@@ -44,6 +44,9 @@ _METHODS = frozenset({"Execute", "CreateSession"})
 _OPENS = frozenset({"begin", "start", "set"})  # statements whose effect outlives them: they open a session
 _ENDS = re.compile(r"\s*(?:COMMIT|ROLLBACK)\b(?!\s+(?:WORK\s+)?TO\b)", re.IGNORECASE)
 _STATELESS = {"signature": "", "vitessSession": {"autocommit": True}}
+# SET TRANSACTION (the next transaction's isolation or access mode) holds nothing: it travels in the session the
+# answer carries, and runs right before the BEGIN that comes with it. Only its own words may travel.
+_SET_TRANSACTION = re.compile(r"\s*SET\s+TRANSACTION\s+[A-Za-z ,]+;?\s*\Z", re.IGNORECASE)
 
 # connect-rpc codes for our own refusals (non-2xx), by HTTP status.
 _CONNECT_CODES = {400: "invalid_argument", 401: "unauthenticated", 403: "permission_denied", 404: "not_found",
@@ -125,7 +128,7 @@ class PlanetScale(Protocol[PlanetScaleQuery]):
         if not isinstance(sql, str) or not sql.strip():
             raise errors.BadRequest("'query' must be a non-empty string of SQL")
         session = document.get("session")
-        baton = None
+        baton, pending = None, ""
         if session is not None:
             if not isinstance(session, dict):
                 raise errors.BadRequest("'session' must be an object, or null")
@@ -133,12 +136,24 @@ class PlanetScale(Protocol[PlanetScaleQuery]):
             if signature not in (None, "") and not isinstance(signature, str):
                 raise errors.BadRequest("'session.signature' must be a string")
             baton = signature or None
+            carried = (session.get("vitessSession") or {}).get("nextTransaction", "")
+            if isinstance(carried, str) and _SET_TRANSACTION.match(carried):
+                pending = carried
         keyword = first_keyword(sql)
+        if baton is None and _SET_TRANSACTION.match(sql):
+            program = ServerlessResult(sql, True)
+            program.deferred = sql  # answered at once, run before the next BEGIN
+            stream = Stream(None, True, credential=credential, protocol=self.name, payload=body)
+            return PlanetScaleQuery(Work(target, claim, (Statement(sql, (), "qmark"),), text_values=True,
+                                         stream=stream), program, "Execute")
         closes = keyword not in _OPENS if baton is None else _ENDS.match(sql) is not None
         stream = Stream(baton, closes, credential=credential, protocol=self.name, payload=body,
                         inline=baton is None and closes)
         work = Work(target, claim, (Statement(sql, (), "qmark"),), text_values=True, stream=stream)
-        return PlanetScaleQuery(work, ServerlessResult(sql, closes), "Execute")
+        program = ServerlessResult(sql, closes)
+        if pending and keyword in ("begin", "start"):
+            program.before = pending
+        return PlanetScaleQuery(work, program, "Execute")
 
     def builder(self, parsed: PlanetScaleQuery, limits: Limits) -> ServerlessResult:
         parsed.program.limits = limits
@@ -180,6 +195,8 @@ class ServerlessResult:
         self.closes = closes
         self.limits: Limits | None = None
         self.created = False  # answers CreateSession: the session alone
+        self.deferred = ""  # a SET TRANSACTION, carried in the answer's session to the next BEGIN
+        self.before = ""  # the SET TRANSACTION to run before this BEGIN
         self._result: bytes = b"{}"
         self._error: bytes | None = None
         self._in_transaction = False
@@ -196,8 +213,12 @@ class ServerlessResult:
     def run(self, stream: StreamConnection) -> None:
         self._started = time.perf_counter()
         self._fields, self._rows, self._count, self._size = b"", [], 0, 0
+        if self.deferred:
+            return  # nothing runs now: see finish()
         try:
-            stream.execute(0, Statement(self.sql, (), "qmark"), self)
+            if self.before:
+                stream.execute(0, Statement(self.before, (), "qmark"), ServerlessResult(self.before, False))
+            stream.execute(0, Statement(self.sql, (), "qmark"), self, prepare=not self.before)
         except errors.SQLHTTPError as error:
             if error.database_code is None and not isinstance(error, errors.StatementTimeout):
                 raise  # ours (a cap, a refusal): answered as the driver's non-2xx error
@@ -248,6 +269,10 @@ class ServerlessResult:
         self._result = orjson.dumps(parts)
 
     def finish(self, baton: str | None = None) -> Body:
+        if self.deferred:
+            session: dict[str, Any] = {"signature": "", "vitessSession": {"autocommit": True,
+                                                                          "nextTransaction": self.deferred}}
+            return b'{"session":' + orjson.dumps(session) + b',"result":{},"timing":0.0}'
         session = _STATELESS if baton is None else {
             "signature": baton, "vitessSession": {"autocommit": not self._in_transaction,
                                                   "inTransaction": self._in_transaction}}
