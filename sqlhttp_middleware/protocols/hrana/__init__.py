@@ -105,10 +105,10 @@ class Hrana(Protocol[HranaRequest]):
             raise errors.TargetNotFound(f"no target named {target_name!r} is configured (the URL's path names it)")
         if target.family != "sqlite":
             raise errors.BadRequest(f"target {target.name!r} is not SQLite; libSQL's client speaks SQLite only")
-        if not target.api_keys and self.options.authorize is None:
+        if not target.api_keys:
             raise errors.AuthenticationFailed(
                 f"target {target.name!r} has no API keys: libSQL's client authenticates with Authorization: Bearer "
-                "<key>, so give the target api_keys (or the middleware an authorize hook)")
+                "<key>, so give the target api_keys")
         credential = request.headers.get("authorization", "")
         if match.group(3) == "cursor":
             return self.read_cursor(target, request.body, credential)
