@@ -39,7 +39,7 @@ import pytest
 from .support import SQLITE_PASSWORD, SQLITE_USER, Database, serving
 
 THREADS = 12
-DURATION = 5.0  # seconds of load per scenario
+DURATION = 3.0  # seconds of load per scenario
 WRITE_SHARE = 0.1  # the rest are reads: enough of them between writes for the cache to hit
 TTL = 30  # longer than any scenario: expiry never hides a stale read
 
