@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import logging
 import os
 import secrets
@@ -174,12 +173,13 @@ class ResultCache:
 
     def key(self, protocol: str, path: str, body: bytes, headers: Mapping[str, str], names: Sequence[str],
             shared: bool = False) -> bytes:
-        digest = hmac.new(self._shared_key if shared else self._key, digestmod=hashlib.blake2b)
+        # BLAKE2b in its keyed mode is a MAC of its own (RFC 7693), at a fraction of HMAC's cost.
+        digest = hashlib.blake2b(key=self._shared_key if shared else self._key, digest_size=24)
         digest.update(f"{protocol}\0{path}\0".encode())
         for name in names:
             digest.update(f"{name}:{headers.get(name, '')}\0".encode("utf-8", "surrogatepass"))
         digest.update(body)
-        return digest.digest()[:24]
+        return digest.digest()
 
     def run(self, protocol: str, path: str, body: bytes, headers: Mapping[str, str], names: Sequence[str],
             refresh: bool, work: Work, login: Login, compute: Callable[[], Any], inline: bool = False) -> Any:
