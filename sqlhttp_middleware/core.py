@@ -95,9 +95,11 @@ class SQLHTTPCore:
         namespace = opts.rate_limit_namespace or namespace_for(opts.path, list(opts.targets))
         self.sessions = Sessions(self.engines, self.executor, opts, namespace)
         self.executor.sessions = self.sessions
-        self.sessions.reads(self.hrana.name, self._read_hrana)
-        self.sessions.reads(CURSOR, self._read_hrana_cursor)
-        self.sessions.reads(self.planetscale.name, self._read_planetscale)
+        # How the worker holding a session reads a request another worker handed over, where the session lives.
+        for name, protocol, read in ((self.hrana.name, self.hrana, self.hrana.read),
+                                     (CURSOR, self.hrana, self.hrana.read_cursor),
+                                     (self.planetscale.name, self.planetscale, self.planetscale.read)):
+            self.sessions.reads(name, partial(self._read_again, protocol, read))
         self.cache = ResultCache(opts, make_stamps(opts, namespace, self.sessions.directory))
         self.executor.cache = self.cache
         self.aio: AsyncPostgres | None = None
@@ -327,42 +329,10 @@ class SQLHTTPCore:
         builder = protocol.builder(parsed, self.executor.limits[work.target.name])
         run = partial(self.executor.run, work, builder=builder, budget=budget)
         try:
-            cached = self._cached(request, protocol, parsed, run, inline=budget is not None)
+            cached = self.cache.through(request, protocol, parsed, run, inline=budget is not None)
             return run_steps(self.auth.attempt(request, work, client, cached))
         except Exception as error:  # answered by _answer
             return error
-
-    def _cached(self, request: Request, protocol: Protocol[Any], parsed: Parsed, run: Callable[..., Any],
-                offload: Offload[Any] | None = None, inline: bool = False) -> Callable[[Any], Any]:
-        """``run(login)`` through the result cache: answered from it where it may be, and writes invalidating it
-        (:mod:`.cache`). Targets the cache has nothing to do with run as they are."""
-        work, cache = parsed.work, self.cache
-        if cache.enabled(work.target):
-            refresh = "no-cache" in request.headers.get("cache-control", "").lower() or (
-                getattr(parsed, "cache", True) is False)
-            arguments = (protocol.name, request.path, request.body, request.headers, protocol.cache_headers,
-                         refresh, work)
-            if offload is not None:
-                return lambda login: cache.run_async(*arguments, login, partial(run, login), offload)
-            return lambda login: cache.run(*arguments, login, partial(run, login), inline)
-        if not cache.watches(work.target) or work.stream is not None:
-            return run
-        if offload is not None:
-            async def watched_async(login: Any) -> Any:
-                try:
-                    return await run(login)
-                finally:
-                    await offload(partial(cache.after, work, login)) if cache.blocks else cache.after(work, login)
-
-            return watched_async
-
-        def watched(login: Any) -> Any:
-            try:
-                return run(login)
-            finally:
-                cache.after(work, login)
-
-        return watched
 
     async def _attempt_async(self, request: Request, protocol: Protocol[Any], parsed: Parsed, client: str,
                              offload: Offload[Any]) -> Any:
@@ -370,7 +340,7 @@ class SQLHTTPCore:
         assert self.aio is not None
         work = parsed.work
         builder = cast("ResultBuilder", protocol.builder(parsed, self.executor.limits[work.target.name]))
-        run = self._cached(request, protocol, parsed, partial(self.aio.run, work, builder=builder), offload)
+        run = self.cache.through(request, protocol, parsed, partial(self.aio.run, work, builder=builder), offload)
         try:
             return await run_steps_async(self.auth.attempt(request, work, client, run), offload)
         except Exception as error:  # answered by _answer
@@ -440,10 +410,10 @@ class SQLHTTPCore:
                 totals[target] = (was[0] + opened, was[1] + checked_out, was[2] + waiting)
         return totals
 
-    def _read_hrana(self, target: Any, body: bytes, credential: str) -> tuple[Work, Any]:
-        """A Hrana request another worker handed over, read again here, where its session lives."""
-        parsed = self.hrana.read(target, body, credential)
-        return parsed.work, self.hrana.builder(parsed, self.executor.limits[target.name])
+    def _read_again(self, protocol: Protocol[Any], read: Callable[..., Any], target: Any, body: bytes,
+                    credential: str) -> tuple[Work, Any]:
+        parsed = read(target, body, credential)
+        return parsed.work, protocol.builder(parsed, self.executor.limits[target.name])
 
     def cache_gauges(self) -> tuple[int, int]:
         """(entries, bytes) this process's result cache holds."""
@@ -452,14 +422,6 @@ class SQLHTTPCore:
     def session_gauges(self) -> dict[str, int]:
         """Per target: the interactive sessions this process holds."""
         return self.sessions.by_target()
-
-    def _read_planetscale(self, target: Any, body: bytes, credential: str) -> tuple[Work, Any]:
-        parsed = self.planetscale.read(target, body, credential)
-        return parsed.work, self.planetscale.builder(parsed, self.executor.limits[target.name])
-
-    def _read_hrana_cursor(self, target: Any, body: bytes, credential: str) -> tuple[Work, Any]:
-        parsed = self.hrana.read_cursor(target, body, credential)
-        return parsed.work, self.hrana.builder(parsed, self.executor.limits[target.name])
 
     def close(self) -> None:
         self.sessions.close()

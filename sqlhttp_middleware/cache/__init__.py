@@ -35,13 +35,18 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from .. import errors, metrics
 from ..engine.work import Body, Login, Statement, Work
 from ..options import Options, ResolvedTarget
 from .analysis import Verdict, analyse
 from .stamps import MemoryStamps, RedisStamps, ShmStamps, Stamps
+
+if TYPE_CHECKING:
+    from ..http import Request
+    from ..protocols.base import Protocol
 
 __all__ = ["CacheAnswer", "ResultCache", "Verdict", "analyse"]
 
@@ -157,6 +162,40 @@ class ResultCache:
             self.written(target, login.database)
 
     # -- reads ----------------------------------------------------------------------------------------------------
+
+    def through(self, request: Request, protocol: Protocol[Any], parsed: Any, run: Callable[..., Any],
+                offload: Callable[[Callable[[], Any]], Awaitable[Any]] | None = None,
+                inline: bool = False) -> Callable[[Any], Any]:
+        """``run(login)`` through the cache (the core's run step for ``parsed``): answered from it where it may be,
+        and its writes invalidating it. Targets the cache has nothing to do with run as they are. ``offload``: on
+        an event loop, where ``run`` returns an awaitable; ``inline``: on the loop itself (see :meth:`run`)."""
+        work, cache = parsed.work, self
+        if cache.enabled(work.target):
+            refresh = "no-cache" in request.headers.get("cache-control", "").lower() or (
+                getattr(parsed, "cache", True) is False)
+            arguments = (protocol.name, request.path, request.body, request.headers, protocol.cache_headers,
+                         refresh, work)
+            if offload is not None:
+                return lambda login: cache.run_async(*arguments, login, partial(run, login), offload)
+            return lambda login: cache.run(*arguments, login, partial(run, login), inline)
+        if not cache.watches(work.target) or work.stream is not None:
+            return run
+        if offload is not None:
+            async def watched_async(login: Any) -> Any:
+                try:
+                    return await run(login)
+                finally:
+                    await offload(partial(cache.after, work, login)) if cache.blocks else cache.after(work, login)
+
+            return watched_async
+
+        def watched(login: Any) -> Any:
+            try:
+                return run(login)
+            finally:
+                cache.after(work, login)
+
+        return watched
 
     def _plan(self, work: Work, headers: Mapping[str, str]) -> tuple[str, Verdict | None]:
         """("", verdict) to look the read up; (reason, None) to bypass."""
