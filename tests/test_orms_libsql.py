@@ -21,7 +21,6 @@ transaction holds across requests.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import uuid
@@ -33,6 +32,7 @@ from typing import Any
 import pytest
 
 from .support import ROOT, node_with, serving
+from .support.prisma import prisma_bundle
 
 JS = ROOT / "tests" / "js"
 NODE_MODULES = ROOT / "node_modules"
@@ -101,21 +101,7 @@ model Book {
 @pytest.fixture(scope="module")
 def prisma_script(node: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/js/orm-prisma-libsql.mjs, bundled with a client generated for its two tables (once per module)."""
-    work = tmp_path_factory.mktemp("prisma-libsql")
-    (work / "node_modules").symlink_to(NODE_MODULES)  # the bundle's bare imports resolve from ROOT's packages
-    (work / "schema.prisma").write_text(PRISMA_SCHEMA)
-    env = {**os.environ, "PRISMA_SCHEMA_ENGINE_BINARY": os.devnull, "CHECKPOINT_DISABLE": "1",
-           "PRISMA_HIDE_UPDATE_MESSAGE": "1"}
-    generate = subprocess.run([node, str(NODE_MODULES / "prisma" / "build" / "index.js"), "generate", "--schema",
-                               "schema.prisma", "--no-hints"], cwd=work, env=env, capture_output=True, timeout=120)
-    assert generate.returncode == 0, generate.stdout.decode() + generate.stderr.decode()
-    bundle = work / "orm-prisma-libsql.bundle.mjs"
-    build = subprocess.run([str(NODE_MODULES / ".bin" / "esbuild"), str(JS / "orm-prisma-libsql.mjs"), "--bundle",
-                            "--platform=node", "--format=esm", "--packages=external", "--log-level=warning",
-                            f"--alias:orm-prisma-libsql-client={work / 'generated' / 'client.ts'}",
-                            f"--outfile={bundle}"], cwd=work, capture_output=True, timeout=60)
-    assert build.returncode == 0, build.stderr.decode()
-    return bundle
+    return prisma_bundle(node, tmp_path_factory.mktemp("prisma-libsql"), PRISMA_SCHEMA, "orm-prisma-libsql")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ download the schema engine it does not use here.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ import pytest
 import sqlalchemy
 
 from .support import ROOT, Database, node_with, serving
+from .support.prisma import prisma_bundle
 
 JS = ROOT / "tests" / "js"
 NODE_MODULES = ROOT / "node_modules"
@@ -102,25 +102,12 @@ model Book{model} {{
 @pytest.fixture(scope="module")
 def prisma_script(node: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/js/orm-prisma-planetscale.mjs, bundled with a client generated for every server's tables."""
-    work = tmp_path_factory.mktemp("prisma-planetscale")
-    (work / "node_modules").symlink_to(NODE_MODULES)  # the bundle's bare imports resolve from ROOT's packages
     header = ('generator client {\n  provider = "prisma-client"\n  output = "./generated"\n  runtime = "nodejs"\n'
               '  moduleFormat = "esm"\n}\n\ndatasource db {\n  provider = "mysql"\n}\n')
     models = "".join(PRISMA_MODELS.format(model=model, prefix=prefix(kind, "prisma"))
                      for kind, model in SERVERS.items())
-    (work / "schema.prisma").write_text(header + models)
-    env = {**os.environ, "PRISMA_SCHEMA_ENGINE_BINARY": os.devnull, "CHECKPOINT_DISABLE": "1",
-           "PRISMA_HIDE_UPDATE_MESSAGE": "1"}
-    generate = subprocess.run([node, str(NODE_MODULES / "prisma" / "build" / "index.js"), "generate", "--schema",
-                               "schema.prisma", "--no-hints"], cwd=work, env=env, capture_output=True, timeout=120)
-    assert generate.returncode == 0, generate.stdout.decode() + generate.stderr.decode()
-    bundle = work / "orm-prisma-planetscale.bundle.mjs"
-    build = subprocess.run([str(NODE_MODULES / ".bin" / "esbuild"), str(JS / "orm-prisma-planetscale.mjs"), "--bundle",
-                            "--platform=node", "--format=esm", "--packages=external", "--log-level=warning",
-                            f"--alias:orm-prisma-planetscale-client={work / 'generated' / 'client.ts'}",
-                            f"--outfile={bundle}"], cwd=work, capture_output=True, timeout=60)
-    assert build.returncode == 0, build.stderr.decode()
-    return bundle
+    return prisma_bundle(node, tmp_path_factory.mktemp("prisma-planetscale"), header + models,
+                         "orm-prisma-planetscale")
 
 
 @dataclass(frozen=True)
