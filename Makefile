@@ -40,6 +40,8 @@ bench: install databases
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(PY) bench/ratelimit.py
 	$(PY) bench/run.py --write docs/benchmarks.md
+	$(PY) bench/cache.py --write docs/benchmarks.md
+	$(PY) bench/planetscale.py --write docs/benchmarks.md
 
 demo: $(INSTALLED)
 	$(PY) examples/demo.py
