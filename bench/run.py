@@ -1,10 +1,12 @@
 """`make bench`: our middleware side by side with what a user would write, Datasette, and the raw drivers.
 
     .venv/bin/python bench/run.py [--duration 5] [--smoke] [--write docs/benchmarks.md]
+    .venv/bin/python bench/run.py --only libsql [--libsql-rounds 3] [--write docs/benchmarks.md]
 
 Load comes from wrk (Debian's package; `make bench` installs it) with one thread, over real servers: uvicorn for
-ASGI, gunicorn for WSGI, each on the same machine. `--smoke` runs one short case with a Python load generator, so
-the test suite can check the harness without wrk.
+ASGI, gunicorn for WSGI, each on the same machine. `--smoke` runs short cases with a Python load generator, so the
+test suite can check the harness without wrk. `--only libsql` runs only libSQL's Hrana beside PolyScale on the
+SQLite target (and with `--write` replaces only that section); it needs no PostgreSQL or MariaDB.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -38,6 +40,7 @@ PASSWORD = os.environ.get("SQLHTTP_TEST_PASSWORD", "p@ss:/#%?wörd✓")
 DB = "sqlhttp_test_bench"
 SQLITE = Path(tempfile.gettempdir()) / "sqlhttp-bench.db"
 PG_ADMIN = f"postgresql://postgres@127.0.0.1:5432/{DB}"
+API_KEY = "bench-token"  # the SQLite target's API key (bench/apps/ours.py), libSQL's authToken
 
 
 # -- fixtures -----------------------------------------------------------------------------------------------------
@@ -67,6 +70,17 @@ def prepare() -> None:
                     "INSERT INTO bench_rows SELECT seq, concat('item ', seq), (seq % 1000) + (seq % 100) / 100, "
                     "seq % 97, '2024-01-01 10:00:00' + interval (seq % 28) day, seq % 2 = 0 FROM seq_1_to_10000"],
                    check=True)
+    prepare_sqlite(rows_sql, insert_sql, fill)
+
+
+def prepare_sqlite(rows_sql: str = "", insert_sql: str = "", fill: Sequence[tuple[object, ...]] | None = None) -> None:
+    """The SQLite file alone (``--only libsql`` needs nothing else): the same tables and rows as prepare()."""
+    rows_sql = rows_sql or ("CREATE TABLE bench_rows (id integer primary key, name varchar(40), price numeric(10,2), "
+                            "qty integer, created timestamp, active boolean)")
+    insert_sql = insert_sql or "CREATE TABLE bench_insert (id {serial}, v varchar(40))"
+    if fill is None:
+        fill = [(i, f"item {i}", f"{i % 1000}.{i % 100:02d}", i % 97, f"2024-01-{1 + i % 28:02d} 10:00:00",
+                 i % 2 == 0) for i in range(1, 10_001)]
     SQLITE.unlink(missing_ok=True)
     with sqlite3.connect(SQLITE) as connection:
         connection.execute(rows_sql)
@@ -110,7 +124,7 @@ def serve(name: str) -> Iterator[tuple[str, int, int]]:
     else:
         command = [str(BIN / "datasette"), "serve", str(SQLITE), "--host", "127.0.0.1", "--port", str(port),
                    "--setting", "max_returned_rows", "20000"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_SQLITE": str(SQLITE),
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_SQLITE": str(SQLITE), "BENCH_API_KEY": API_KEY,
            "BENCH_PG_DSN": f"postgresql://postgres@127.0.0.1:5432/{DB}"}
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -136,11 +150,12 @@ def serve(name: str) -> Iterator[tuple[str, int, int]]:
 class Case:
     server: str
     database: str  # pg, maria, lite
-    workload: str  # select1, rows100, rows10k, insert, host; neon-select1 and neon-rows100 in Neon's protocol
+    workload: str  # select1, rows100, rows10k, insert, host; neon-* in Neon's protocol, libsql-* in libSQL's Hrana
     method: str
     path: str
     body: bytes | None
     headers: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)
+    lua: str = ""  # more of wrk's script (libsql-tx: the requests after the first)
 
 
 SQL = {
@@ -153,6 +168,87 @@ SQL = {
 
 NEON_CONNECTION = f"postgresql://sqlhttp_test:{quote(PASSWORD, safe='')}@pg/{DB}"
 
+# libSQL's Hrana over HTTP, as @libsql/client sends it: execute() is one pipeline that opens a stream, runs one
+# statement and closes the stream; transaction("read") is BEGIN TRANSACTION READONLY with its first statement, the
+# next statements with the baton of each answer, and COMMIT with close.
+LIBSQL_PATH = "/sql/lite/v2/pipeline"
+LIBSQL_HEADERS = (("Content-Type", "application/json"), ("Authorization", f"Bearer {API_KEY}"))
+TX_STEPS: list[list[dict[str, object]]] = [
+    [{"type": "execute", "stmt": {"sql": "BEGIN TRANSACTION READONLY"}},
+     {"type": "execute", "stmt": {"sql": "SELECT 1 AS opened"}}],
+    [{"type": "execute", "stmt": {"sql": "SELECT id, name, price, qty, created, active FROM bench_rows WHERE id = ?",
+                                  "args": [{"type": "integer", "value": "42"}]}}],
+    [{"type": "execute", "stmt": {"sql": "COMMIT"}}, {"type": "close"}],
+]
+
+
+def libsql_body(requests: list[dict[str, object]], baton: str | None = None) -> bytes:
+    return json.dumps({"baton": baton, "requests": requests}, separators=(",", ":")).encode()
+
+
+def lua_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def tx_lua() -> str:
+    """wrk's request() and response() for libsql-tx. wrk names no connection to its script, so an answer's next
+    request goes into a queue that the next connection ready to send takes from (any HTTP connection may carry a
+    stream's next request: its baton names the stream); with none queued, a connection opens a transaction. So at
+    most as many transactions are open as there are connections. An answer with Retry-After (503, busy) delays the
+    next request sent by that long, as a client that honours it would (wrk asks delay() right after an answer,
+    before the same connection sends again; another connection's answer in between may take the pause instead).
+    Counts what it saw, for done()."""
+    def continued(step: int) -> str:
+        prefix, suffix = libsql_body(TX_STEPS[step], "@BATON@").decode().split('"@BATON@"')
+        return f'{lua_string(prefix)} .. \'"\' .. baton .. \'"\' .. {lua_string(suffix)}'
+
+    script = """
+queue = {}
+committed = 0
+failed = 0
+codes = {}
+pause = 0
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function delay()
+  local ms = pause
+  pause = 0
+  return ms
+end
+function request()
+  local body = table.remove(queue, 1)
+  return wrk.format(nil, nil, nil, body or wrk.body)
+end
+function response(status, headers, body)
+  if status ~= 200 or body:find('"type":"error"', 1, true) then
+    if status == 200 then failed = failed + 1 end
+    local code = status .. " " .. (body:match('"code":"([%w_]+)"') or "?")
+    codes[code] = (codes[code] or 0) + 1
+    local after = tonumber(headers["Retry-After"] or headers["retry-after"] or "")
+    if after then pause = after * 1000 end
+    return
+  end
+  local baton = body:match('^{"baton":"([^"]+)"')
+  if baton == nil then
+    committed = committed + 1
+  elseif body:find('"name":"opened"', 1, true) then
+    queue[#queue + 1] = SECOND
+  else
+    queue[#queue + 1] = THIRD
+  end
+end
+function done(summary, latency, requests)
+  local c, f = 0, 0
+  for _, thread in ipairs(threads) do
+    c = c + thread:get("committed")
+    f = f + thread:get("failed")
+    for code, n in pairs(thread:get("codes")) do io.write(string.format("error answer: %s %d\\n", code, n)) end
+  end
+  io.write(string.format("transactions committed: %d\\nhrana errors: %d\\n", c, f))
+end
+"""
+    return script.replace("SECOND", continued(1)).replace("THIRD", continued(2))
+
 
 def case(server: str, database: str, workload: str) -> Case:
     if workload == "host":
@@ -163,6 +259,13 @@ def case(server: str, database: str, workload: str) -> Case:
                    ("Neon-Raw-Text-Output", "true"), ("Neon-Array-Mode", "true"))
         return Case(server, database, workload, "POST", "/sql", json.dumps({"query": sql, "params": []}).encode(),
                     headers)
+    if workload == "libsql-tx":
+        return Case(server, database, workload, "POST", LIBSQL_PATH, libsql_body(TX_STEPS[0]), LIBSQL_HEADERS,
+                    tx_lua())
+    if workload.startswith("libsql-"):
+        stmt = {"sql": SQL[workload.removeprefix("libsql-")][0]}
+        return Case(server, database, workload, "POST", LIBSQL_PATH,
+                    libsql_body([{"type": "execute", "stmt": stmt}, {"type": "close"}]), LIBSQL_HEADERS)
     sql, bindings = SQL[workload]
     if server == "datasette":
         query = sql.replace("?", "'bench'")
@@ -196,6 +299,11 @@ class Result:
     cpu_us: float | None = None  # the server's CPU time (user + system, all its processes) per request
     peak_mb: float | None = None  # the server's peak memory growth while answering one request (rows10k)
     body_mb: float | None = None  # the size of that answer
+    socket_errors: int = 0  # wrk's connect, read, write errors and timeouts (a request unanswered in 2 s)
+    transactions: int | None = None  # libsql-tx: transactions committed
+    hrana_errors: int = 0  # libsql-tx: 200 answers with an error inside
+    codes: dict[str, int] = field(default_factory=dict)  # libsql-tx: error answers by status and code
+    seconds: float = 0.0
 
 
 def _processes(pid: int) -> list[int]:
@@ -259,7 +367,7 @@ def wrk(case: Case, host: str, port: int, connections: int, duration: float) -> 
     script = Path(tempfile.gettempdir()) / f"sqlhttp-bench-{os.getpid()}.lua"
     body = (case.body or b"").decode().replace("\\", "\\\\").replace('"', '\\"')
     headers = "".join(f'wrk.headers["{name}"] = "{value}"\n' for name, value in case.headers)
-    script.write_text(f'wrk.method = "{case.method}"\nwrk.body = "{body}"\n{headers}')
+    script.write_text(f'wrk.method = "{case.method}"\nwrk.body = "{body}"\n{headers}{case.lua}')
     seconds = max(1, round(duration))  # wrk takes whole seconds
     done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
                            f"http://{host}:{port}{case.path}"], capture_output=True, text=True, check=True)
@@ -270,14 +378,22 @@ def wrk(case: Case, host: str, port: int, connections: int, duration: float) -> 
     transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", text)
     mb = float(transfer.group(1)) * {"B": 1e-6, "KB": 1e-3, "MB": 1, "GB": 1e3}[transfer.group(2)] if transfer else 0
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    total = re.search(r"(\d+) requests in", text)
+    total = re.search(r"(\d+) requests in ([\d.]+)(\w+)", text)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    committed = re.search(r"transactions committed: (\d+)", text)
+    hrana = re.search(r"hrana errors: (\d+)", text)
     return Result(case, connections, rps, p50, p99, mb, int(errors.group(1)) if errors else 0,
-                  requests=int(total.group(1)) if total else 0)
+                  requests=int(total.group(1)) if total else 0,
+                  socket_errors=sum(map(int, sockets.groups())) if sockets else 0,
+                  transactions=int(committed.group(1)) if committed else None,
+                  hrana_errors=int(hrana.group(1)) if hrana else 0,
+                  codes={code: int(n) for code, n in re.findall(r"error answer: (\d+ [\w?]+) (\d+)", text)},
+                  seconds=_ms(total.group(2) + total.group(3)) / 1000 if total else float(seconds))
 
 
 def _ms(text: str) -> float:
     number, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 1e-3, "ms": 1, "s": 1e3}[unit]
+    return float(number) * {"us": 1e-3, "ms": 1, "s": 1e3, "m": 60e3}[unit]
 
 
 def python_load(case: Case, host: str, port: int, connections: int, duration: float) -> Result:
@@ -349,6 +465,221 @@ def _time(rounds: int, call: object) -> float:
     for _ in range(rounds):
         call()  # type: ignore[operator]
     return (time.perf_counter() - started) / rounds * 1e6
+
+
+# -- libSQL's Hrana beside PolyScale, on the SQLite target --------------------------------------------------------
+
+LIBSQL_SERVERS = ["ours-asgi", "ours-wsgi"]
+LIBSQL_PAIRS = [("select1", "libsql-select1"), ("rows100", "libsql-rows100")]  # (PolyScale, libSQL)
+LIBSQL_MARKER = "## libSQL's Hrana beside PolyScale, SQLite"
+
+
+def answer(one: Case, host: str, port: int) -> bytes:
+    """One request of ``one``'s, checked: 200, and no error inside a Hrana answer. Its body."""
+    connection = http.client.HTTPConnection(host, port, timeout=30)
+    connection.request(one.method, one.path, one.body, dict(one.headers))
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    if response.status != 200 or b'"type":"error"' in body:
+        raise RuntimeError(f"{one.server} {one.workload}: {response.status} {body[:300]!r}")
+    return body
+
+
+def transaction(server: str, host: str, port: int) -> list[bytes]:
+    """One libsql-tx transaction in Python, as wrk's script runs it: each answer's baton in the next request."""
+    answers: list[bytes] = []
+    baton = None
+    for step, requests in enumerate(TX_STEPS):
+        one = replace(case(server, "lite", "libsql-tx"), body=libsql_body(requests, baton))
+        answers.append(answer(one, host, port))
+        baton = json.loads(answers[-1])["baton"]
+        if (baton is None) != (step == len(TX_STEPS) - 1):
+            raise RuntimeError(f"{server} libsql-tx step {step + 1}: baton {baton!r}")
+    return answers
+
+
+def settle(server: str, host: str, port: int, quick: float = 0.1, times: int = 8) -> float:
+    """Seconds until ``execute()`` is answered at once again, ``times`` in a row, each on a new connection (on WSGI
+    they reach both workers), after a libsql-tx run: wrk stops with transactions open, and requests it gave up on
+    still open theirs after their clients have gone, each holding a pooled connection until it idles out."""
+    started = time.monotonic()
+    one = case(server, "lite", "libsql-select1")
+    streak = 0
+    while streak < times:
+        sent = time.monotonic()
+        connection = http.client.HTTPConnection(host, port, timeout=60)
+        connection.request(one.method, one.path, one.body, dict(one.headers))
+        response = connection.getresponse()
+        response.read()
+        connection.close()
+        if response.status == 200 and time.monotonic() - sent < quick:
+            streak += 1
+        else:
+            streak = 0
+            time.sleep(0.2)
+    return time.monotonic() - started
+
+
+@dataclass
+class LibsqlRow:
+    server: str
+    workload: str  # the PolyScale workload: select1, rows100
+    connections: int
+    polyscale: list[Result]
+    libsql: list[Result]
+    sizes: tuple[int, int]  # answer bytes: PolyScale's, libSQL's
+
+
+@dataclass
+class TxRow:
+    server: str
+    connections: int
+    runs: list[Result]
+    settled: list[float]  # seconds until the pool was free again, after each run
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _cpu(results: list[Result]) -> float:
+    return _median([r.cpu_us for r in results if r.cpu_us])
+
+
+def run_libsql(duration: float, rounds: int, load: object = None) -> tuple[list[LibsqlRow], list[TxRow]]:
+    """libSQL's execute() beside PolyScale's same statement, on one server (the same process answers both), at 1
+    and 16 clients, ``rounds`` runs each, alternated (who goes first alternates too); then libSQL's interactive
+    transaction (libsql-tx), ``rounds`` runs at each client count."""
+    load = load or wrk
+    pairs: list[LibsqlRow] = []
+    transactions: list[TxRow] = []
+    for server in LIBSQL_SERVERS:
+        with serve(server) as (host, port, pid):
+            for polyscale, libsql in LIBSQL_PAIRS:
+                sides = case(server, "lite", polyscale), case(server, "lite", libsql)
+                sizes = (len(answer(sides[0], host, port)), len(answer(sides[1], host, port)))
+                for one in sides:
+                    load(one, host, port, 2, 1.0)  # type: ignore[operator]  # warm the pools
+                for connections in (1, 16):
+                    row = LibsqlRow(server, polyscale, connections, [], [], sizes)
+                    for round_ in range(rounds):
+                        order = [(row.polyscale, sides[0]), (row.libsql, sides[1])]
+                        for results, one in order if round_ % 2 == 0 else order[::-1]:
+                            before = cpu_seconds(pid)
+                            result = load(one, host, port, connections, duration)  # type: ignore[operator]
+                            if result.requests:
+                                result.cpu_us = (cpu_seconds(pid) - before) / result.requests * 1e6
+                            results.append(result)
+                            _print(result)
+                    pairs.append(row)
+            transaction(server, host, port)
+            tx = case(server, "lite", "libsql-tx")
+            load(tx, host, port, 2, 1.0)  # type: ignore[operator]
+            settle(server, host, port)
+            for connections in (1, 16):
+                row_tx = TxRow(server, connections, [], [])
+                for _ in range(rounds):
+                    before = cpu_seconds(pid)
+                    result = load(tx, host, port, connections, duration)  # type: ignore[operator]
+                    if result.requests:
+                        result.cpu_us = (cpu_seconds(pid) - before) / result.requests * 1e6
+                    row_tx.runs.append(result)
+                    row_tx.settled.append(settle(server, host, port))
+                    _print(result, f"  tx {result.transactions}  hrana errors {result.hrana_errors}  pool free "
+                                   f"after {row_tx.settled[-1]:.1f} s")
+                transactions.append(row_tx)
+    return pairs, transactions
+
+
+def _print(result: Result, more: str = "") -> None:
+    c = result.case
+    print(f"{c.server:18} {c.database:5} {c.workload:14} c={result.connections:<2} {result.requests_per_second:8.0f} "
+          f"req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  CPU {result.cpu_us or 0:5.0f} µs  "
+          f"errors {result.errors} socket errors {result.socket_errors}{more}", flush=True)
+
+
+def report_libsql(pairs: list[LibsqlRow], transactions: list[TxRow], duration: float, rounds: int) -> str:
+    lines = [
+        LIBSQL_MARKER,
+        "",
+        f"`make bench`, or alone: `.venv/bin/python bench/run.py --only libsql --write docs/benchmarks.md` "
+        f"({dt.date.today().isoformat()}): {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; wrk with 1 thread, {duration:g} s per run after a 1 s warm-up, {rounds} runs "
+        "of each side alternated (who goes first alternates too), medians shown. One server answers both protocols, "
+        "on the same SQLite file and the same target (`lite`, one pool of 2 connections a worker): uvicorn with 1 "
+        "worker (ASGI), gunicorn with 2 workers and 8 threads (WSGI), every protection on. PolyScale logs in with "
+        "the target's user (`bench`, a plain-text password); libSQL with `Authorization: Bearer` and an API key "
+        "stored as `hash_api_key` makes it (one SHA-256). libSQL's requests are what `@libsql/client` sends: "
+        "`execute()` posts `v2/pipeline` with `execute` and `close`, so no stream outlives the request. The "
+        "100 rows: `bench_rows`' first 100 (integer, text, numeric, integer, timestamp and boolean columns, which "
+        "SQLite stores as integer, text, real, integer, text, integer).",
+        "",
+        "| server | workload | clients | PolyScale req/s | libSQL req/s | libSQL / PolyScale (each run) | "
+        "PolyScale p50 / p99 ms | libSQL p50 / p99 ms | server CPU per request, PolyScale / libSQL | "
+        "answer bytes, PolyScale / libSQL | non-2xx / wrk errors, all runs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in pairs:
+        a = _median([r.requests_per_second for r in row.polyscale])
+        b = _median([r.requests_per_second for r in row.libsql])
+        ratios = ", ".join(f"{y.requests_per_second / x.requests_per_second:.2f}x"
+                         for x, y in zip(row.polyscale, row.libsql, strict=True))
+        errors = (f"{sum(r.errors for r in row.polyscale + row.libsql)} / "
+                  f"{sum(r.socket_errors for r in row.polyscale + row.libsql)}")
+        lines.append(
+            f"| {row.server} | {row.workload} | {row.connections} | {a:.0f} | {b:.0f} | {b / a:.2f}x ({ratios}) | "
+            f"{_median([r.p50_ms for r in row.polyscale]):.2f} / {_median([r.p99_ms for r in row.polyscale]):.2f} | "
+            f"{_median([r.p50_ms for r in row.libsql]):.2f} / {_median([r.p99_ms for r in row.libsql]):.2f} | "
+            f"{_cpu(row.polyscale):.0f} / {_cpu(row.libsql):.0f} µs | {row.sizes[0]:,} / {row.sizes[1]:,} | "
+            f"{errors} |")
+    first, second, third = (json.dumps(step, separators=(",", ":")) for step in TX_STEPS)
+    lines += [
+        "",
+        "libSQL's interactive transaction (`libsql-tx`), what `client.transaction(\"read\")` sends: three requests "
+        "on one stream, each after the last one's answer, with its baton: `BEGIN TRANSACTION READONLY` and "
+        "`SELECT 1`; a one-row `SELECT` by primary key with an argument; `COMMIT` and `close`. The stream holds "
+        "one of its worker's 2 pooled connections from the first request to the last, so at most 2 transactions a "
+        "worker are open at once and the others wait for a connection. wrk's script sends each answer's next "
+        "request on the next connection ready to send, which on WSGI may be another worker's (the request is "
+        "handed over to the worker holding the stream). Latencies are per request; after each run the harness "
+        "waits until an `execute()` is answered at once (the last column: wrk stops with transactions open, each "
+        "holding a connection until it idles out, `session_idle_timeout` = 2 s in the bench app). wrk counts a "
+        "request unanswered after 2 s as a timeout.",
+        "",
+        "| server | clients | transactions/s | requests/s | p50 ms | p99 ms | server CPU per request | "
+        "error answers, all runs; wrk's timeouts and socket errors | pool free again after |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row_tx in transactions:
+        runs = row_tx.runs
+        per_second = [(r.transactions or 0) / r.seconds for r in runs if r.seconds]
+        codes: dict[str, int] = {}
+        for r in runs:
+            for code, n in r.codes.items():
+                codes[code] = codes.get(code, 0) + n
+        errors = ", ".join(f"{n} {code}" for code, n in sorted(codes.items())) or "none"
+        errors += f"; wrk: {sum(r.socket_errors for r in runs)}"
+        lines.append(
+            f"| {row_tx.server} | {row_tx.connections} | {_median(per_second):.0f} "
+            f"({', '.join(f'{x:.0f}' for x in per_second)}) | {_median([r.requests_per_second for r in runs]):.0f} | "
+            f"{_median([r.p50_ms for r in runs]):.2f} | {_median([r.p99_ms for r in runs]):.2f} | "
+            f"{_cpu(runs):.0f} µs | {errors} | {', '.join(f'{s:.1f}' for s in row_tx.settled)} s |")
+    lines += ["", f"The three bodies: `{first}`, then `{second}`, then `{third}` (with `\"baton\"` set to the last "
+              "answer's)."]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, marker: str, text: str) -> None:
+    """Replace the section under ``marker`` (up to the next `## ` heading) with ``text``; append it if absent."""
+    current = path.read_text()
+    head = current.split(marker)[0].rstrip() + "\n\n" if marker in current else current.rstrip() + "\n\n"
+    tail = ""
+    if marker in current:
+        rest = current.split(marker, 1)[1]
+        following = re.search(r"\n## (?!#)", rest)
+        tail = rest[following.start():] if following else ""
+    path.write_text(head + text + tail)
 
 
 # -- the report ---------------------------------------------------------------------------------------------------
@@ -576,29 +907,29 @@ def report(results: list[Result], floor: dict[str, float], duration: float, head
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--smoke", action="store_true", help="one short case, Python load generator")
-    parser.add_argument("--write", help="replace the request-path section of this Markdown file")
-    parser.add_argument("--only", nargs="*", help="cases to run, as server[:db[:workload]] prefixes")
+    parser.add_argument("--smoke", action="store_true", help="short cases, Python load generator")
+    parser.add_argument("--write", help="replace the request-path section (and libSQL's) of this Markdown file")
+    parser.add_argument("--only", nargs="*", help="cases to run, as server[:db[:workload]] prefixes; or `libsql`: "
+                        "libSQL's Hrana beside PolyScale on SQLite alone (with --write, only its section)")
     parser.add_argument("--rounds", type=int, default=5, help="alternated runs per goal, head to head")
+    parser.add_argument("--libsql-rounds", type=int, default=3, help="alternated runs per libSQL / PolyScale pair")
     parser.add_argument("--goals", nargs="*", help="only these head-to-head goals (keys of GOALS), nothing else")
     args = parser.parse_args()
     if args.smoke:
-        global SQLITE
-        SQLITE = Path(tempfile.mkdtemp(prefix="sqlhttp-smoke-")) / "smoke.db"  # never the full run's file
-        with sqlite3.connect(SQLITE) as connection:
-            connection.execute("CREATE TABLE bench_rows (id integer primary key, name text, price numeric, "
-                               "qty integer, created text, active integer)")
-            connection.execute("INSERT INTO bench_rows VALUES (1, 'a', 1.5, 2, '2024-01-01', 1)")
-        connection.close()
-        with serve("ours-asgi") as (host, port, _):
-            result = python_load(case("ours-asgi", "lite", "rows100"), host, port, 2, 1.0)
-        print(json.dumps({"requests_per_second": result.requests_per_second, "p50_ms": result.p50_ms,
-                          "p99_ms": result.p99_ms, "errors": result.errors}))
+        smoke()
         return
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk (make bench does)")
+    if args.only == ["libsql"]:
+        prepare_sqlite()
+        pairs, transactions = run_libsql(args.duration, args.libsql_rounds)
+        text = report_libsql(pairs, transactions, args.duration, args.libsql_rounds)
+        print(text)
+        if args.write:
+            write_section(Path(args.write), LIBSQL_MARKER, text)
+        return
     if args.write and (args.only or args.goals):
-        sys.exit("--write needs the whole plan; drop --only and --goals")
+        sys.exit("--write needs the whole plan (or --only libsql); drop --only and --goals")
     if args.goals:
         for goal in run_goals(args.duration, args.rounds, set(args.goals)):
             print(f"| {goal.text} | {goal.shown} (runs: {goal.runs}) | {goal.cpu} | {'yes' if goal.met else 'no'} |")
@@ -609,17 +940,36 @@ def main() -> None:
     goals = run_goals(args.duration, args.rounds) if not args.only else []
     text = report(results, floor, args.duration, goals, args.rounds, host_path_overhead())
     print(text)
+    libsql = ""
+    if not args.only:
+        libsql = report_libsql(*run_libsql(args.duration, args.libsql_rounds), args.duration, args.libsql_rounds)
+        print(libsql)
     if args.write:
-        path = Path(args.write)
-        current = path.read_text()
-        marker = "## Request path, side by side"
-        head = current.split(marker)[0].rstrip() + "\n\n" if marker in current else current.rstrip() + "\n\n"
-        tail = ""
-        if marker in current:
-            rest = current.split(marker, 1)[1]
-            following = re.search(r"\n## (?!#)", rest)
-            tail = rest[following.start():] if following else ""
-        path.write_text(head + text + tail)
+        write_section(Path(args.write), "## Request path, side by side", text)
+        if libsql:
+            write_section(Path(args.write), LIBSQL_MARKER, libsql)
+
+
+def smoke() -> None:
+    """The harness, briefly, without wrk: PolyScale's and libSQL's 100 rows on ASGI over a one-row SQLite file, and
+    one libsql-tx transaction; a JSON line each."""
+    global SQLITE
+    SQLITE = Path(tempfile.mkdtemp(prefix="sqlhttp-smoke-")) / "smoke.db"  # never the full run's file
+    with sqlite3.connect(SQLITE) as connection:
+        connection.execute("CREATE TABLE bench_rows (id integer primary key, name text, price numeric, "
+                           "qty integer, created text, active integer)")
+        connection.execute("INSERT INTO bench_rows VALUES (1, 'a', 1.5, 2, '2024-01-01', 1)")
+    connection.close()
+    with serve("ours-asgi") as (host, port, _):
+        for workload in ("rows100", "libsql-rows100"):
+            one = case("ours-asgi", "lite", workload)
+            body = answer(one, host, port)
+            result = python_load(one, host, port, 2, 1.0)
+            print(json.dumps({"case": workload, "requests_per_second": result.requests_per_second,
+                              "p50_ms": result.p50_ms, "p99_ms": result.p99_ms, "errors": result.errors,
+                              "bytes": len(body)}))
+        answers = transaction("ours-asgi", host, port)
+        print(json.dumps({"case": "libsql-tx", "answers": len(answers), "errors": 0}))
 
 
 if __name__ == "__main__":
