@@ -41,7 +41,7 @@ def test_readme_gives_the_two_commands() -> None:
 
 
 def test_libsql_page_documents_the_codes_hrana_answers() -> None:
-    from sqlhttp_middleware.protocols.hrana import _CODES
+    from sqlhttp_middleware.protocols.hrana.pipeline import _CODES
 
     rows = table_rows("docs/protocols/libsql.md")
     statuses = {code: int(row[0]) for row in rows if row[0].isdigit() for code in re.findall(r"`([A-Z_]+)`", row[1])}
