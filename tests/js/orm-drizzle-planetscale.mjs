@@ -8,23 +8,12 @@ import { Client } from "@planetscale/database";
 import { and, asc, count, desc, eq, gt, isNull, like, relations, sql, sum } from "drizzle-orm";
 import { datetime, decimal, int, mysqlTable, varchar } from "drizzle-orm/mysql-core";
 import { drizzle } from "drizzle-orm/planetscale-serverless";
+import { readInput, tracingFetch } from "./planetscale-trace.mjs";
 
-const chunks = [];
-for await (const chunk of process.stdin) chunks.push(chunk);
-const { url, prefix } = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+const { url, prefix } = await readInput();
 
 const trace = [];
-const fetchOnNewConnections = async (input, init) => {
-  const request = new Request(input, init);
-  request.headers.set("connection", "close");
-  const sent = JSON.parse(init.body);
-  const response = await fetch(request);
-  const answer = await response.clone().json().catch(() => ({}));
-  trace.push({ sql: sent.query.slice(0, 80), sent: sent.session?.signature ?? "",
-    got: answer.session?.signature ?? "", inTransaction: answer.session?.vitessSession?.inTransaction ?? false,
-    status: response.status, error: answer.error?.code ?? null, worker: response.headers.get("x-test-worker") });
-  return response;
-};
+const fetchOnNewConnections = tracingFetch(trace);
 
 const authors = mysqlTable(`${prefix}_authors`, {
   id: int("id").autoincrement().primaryKey(),

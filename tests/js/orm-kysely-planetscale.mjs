@@ -5,23 +5,12 @@
 // worker that answered), for tests/test_orms_planetscale.py to check. Every request goes on a new connection.
 import { Kysely, sql } from "kysely";
 import { PlanetScaleDialect } from "kysely-planetscale";
+import { readInput, tracingFetch } from "./planetscale-trace.mjs";
 
-const chunks = [];
-for await (const chunk of process.stdin) chunks.push(chunk);
-const { url, prefix } = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+const { url, prefix } = await readInput();
 
 const trace = [];
-const fetchOnNewConnections = async (input, init) => {
-  const request = new Request(input, init);
-  request.headers.set("connection", "close");
-  const sent = JSON.parse(init.body);
-  const response = await fetch(request);
-  const answer = await response.clone().json().catch(() => ({}));
-  trace.push({ sql: sent.query.slice(0, 80), sent: sent.session?.signature ?? "",
-    got: answer.session?.signature ?? "", inTransaction: answer.session?.vitessSession?.inTransaction ?? false,
-    status: response.status, error: answer.error?.code ?? null, worker: response.headers.get("x-test-worker") });
-  return response;
-};
+const fetchOnNewConnections = tracingFetch(trace);
 
 const db = new Kysely({ dialect: new PlanetScaleDialect({ url, fetch: fetchOnNewConnections }) });
 const A = `${prefix}_authors`;

@@ -10,23 +10,12 @@
 // Every request goes on a new connection (Connection: close), so that a server's workers share them out.
 import { PrismaPlanetScale } from "@prisma/adapter-planetscale";
 import { Prisma, PrismaClient } from "orm-prisma-planetscale-client";
+import { readInput, tracingFetch } from "./planetscale-trace.mjs";
 
-const chunks = [];
-for await (const chunk of process.stdin) chunks.push(chunk);
-const { url, prefix, model, isolationRepeats } = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+const { url, prefix, model, isolationRepeats } = await readInput();
 
 const trace = [];
-const fetchOnNewConnections = async (input, init) => {
-  const request = new Request(input, init);
-  request.headers.set("connection", "close");
-  const sent = JSON.parse(init.body);
-  const response = await fetch(request);
-  const answer = await response.clone().json().catch(() => ({}));
-  trace.push({ sql: (sent.query ?? "").slice(0, 80), sent: sent.session?.signature ?? "",
-    got: answer.session?.signature ?? "", inTransaction: answer.session?.vitessSession?.inTransaction ?? false,
-    status: response.status, error: answer.error?.code ?? null, worker: response.headers.get("x-test-worker") });
-  return response;
-};
+const fetchOnNewConnections = tracingFetch(trace);
 
 const prisma = new PrismaClient({ adapter: new PrismaPlanetScale({ url, fetch: fetchOnNewConnections }) });
 const authors = prisma[`author${model}`];
